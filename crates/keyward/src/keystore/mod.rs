@@ -1,0 +1,1 @@
+//! The keystore file: specified in `docs/KEYSTORE.md`.

@@ -1,0 +1,11 @@
+//! Keyward's library: the keystore format, key types and their operations,
+//! the ssh-agent wire codec with Keyward's extensions, the request dispatcher
+//! and a client.
+//!
+//! The library never prints, prompts or reads the environment, and never
+//! reads the clock: every function that depends on time takes it as an
+//! argument (seconds since the Unix epoch).
+#![forbid(unsafe_code)]
+
+pub mod keystore;
+pub mod secret;

@@ -1,0 +1,43 @@
+//! Secret values: passphrases and key bytes. None of these types prints its
+//! contents through `Debug`, and each is wiped when dropped.
+
+use std::fmt;
+
+use unicode_normalization::UnicodeNormalization;
+use zeroize::Zeroizing;
+
+pub use keyward_protect::SecretBuf;
+
+/// A keystore passphrase, normalised to Unicode NFC so that the same text
+/// typed on systems that compose characters differently unlocks the same
+/// keystore.
+pub struct Passphrase(SecretBuf);
+
+impl Passphrase {
+    /// Normalises `text` to NFC and stores it in protected memory.
+    pub fn from_text(text: &str) -> Result<Self, keyward_protect::MemoryError> {
+        let normalised: Zeroizing<String> = Zeroizing::new(text.nfc().collect());
+        Ok(Passphrase(SecretBuf::from_slice(normalised.as_bytes())?))
+    }
+
+    /// Decodes `bytes` as UTF-8 and normalises it; `None` if it is not UTF-8.
+    pub fn from_utf8(bytes: &[u8]) -> Option<Result<Self, keyward_protect::MemoryError>> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        Some(Self::from_text(text))
+    }
+
+    /// The NFC-normalised UTF-8 bytes, as fed to the KDF.
+    pub fn expose(&self) -> &[u8] {
+        self.0.expose()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Passphrase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Passphrase([REDACTED])")
+    }
+}
