@@ -7,5 +7,14 @@
 //! argument (seconds since the Unix epoch).
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod agent;
+pub mod client;
+pub mod config;
+pub mod keys;
 pub mod keystore;
+pub mod places;
+pub mod policy;
 pub mod secret;
+pub mod service;
+pub mod wire;

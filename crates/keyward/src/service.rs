@@ -1,0 +1,529 @@
+//! The request dispatcher for the service socket, with no I/O: a frame body
+//! and the connection's peer credentials in, a reply body out.
+//!
+//! The daemon's connection loop and the fuzz targets both drive this.
+//! Policy and parsing run on the caller's thread; private-key work is
+//! returned as a [`Work`] item so the caller can run it on any core while
+//! keeping replies in request order.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use base64::Engine as _;
+
+use crate::agent::extensions::{self, FailureCode, ListedKey, State};
+use crate::agent::{self, Identity, Request};
+use crate::keys::signing::{purpose_allows, SignedData};
+use crate::keys::{KeyType, LoadedKey, Purpose};
+use crate::keystore::EntryMeta;
+use crate::policy::{Peer, Policy};
+
+/// Per-connection state.
+#[derive(Debug)]
+pub struct Connection {
+    pub peer: Peer,
+    /// Set by `session-bind@openssh.com` with `is_forwarding`: the peer is
+    /// a remote host reached through `ssh -A`, not the local uid.
+    pub forwarded: bool,
+}
+
+impl Connection {
+    pub fn new(peer: Peer) -> Self {
+        Connection { peer, forwarded: false }
+    }
+}
+
+/// Private-key work to run off the connection's thread.
+pub struct Work(Box<dyn FnOnce() -> Vec<u8> + Send>);
+
+impl Work {
+    pub fn run(self) -> Vec<u8> {
+        (self.0)()
+    }
+}
+
+/// The outcome of [`Service::handle`].
+pub enum Reply {
+    /// The reply body, ready to send.
+    Ready(Vec<u8>),
+    /// A private-key operation; its result is the reply body.
+    Work(Work),
+}
+
+impl Reply {
+    /// Runs any work inline and returns the reply body.
+    pub fn into_body(self) -> Vec<u8> {
+        match self {
+            Reply::Ready(body) => body,
+            Reply::Work(work) => work.run(),
+        }
+    }
+}
+
+/// A record for the audit trail. Never holds payloads or key bytes.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AuditEvent<'a> {
+    pub event: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exe: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+}
+
+impl<'a> AuditEvent<'a> {
+    pub fn new(event: &'a str) -> Self {
+        AuditEvent { event, uid: None, gid: None, pid: None, exe: None, key: None, fingerprint: None, operation: None, reason: None }
+    }
+
+    pub fn peer(mut self, peer: &'a Peer) -> Self {
+        self.uid = Some(peer.uid);
+        self.gid = Some(peer.gid);
+        self.pid = peer.pid;
+        self.exe = peer.exe.as_deref();
+        self
+    }
+}
+
+/// Where audit events go. The daemon writes them as JSON lines.
+pub trait AuditSink: Send + Sync {
+    /// Records a lifecycle event or a refusal.
+    fn record(&self, event: &AuditEvent<'_>);
+
+    /// Records a successful request. Returns false when the line could not
+    /// be written and the request must be refused (fail-closed mode).
+    fn record_success(&self, _event: &AuditEvent<'_>) -> bool {
+        true
+    }
+
+    /// Whether requests may be served now (false while a fail-closed
+    /// request log cannot be written).
+    fn accepting(&self) -> bool {
+        true
+    }
+}
+
+/// An audit sink that drops everything, for tests and fuzzing.
+pub struct NoAudit;
+
+impl AuditSink for NoAudit {
+    fn record(&self, _event: &AuditEvent<'_>) {}
+}
+
+/// Public information on one key, available while sealed.
+#[derive(Clone, Debug)]
+pub struct PublicKeyInfo {
+    pub meta: EntryMeta,
+    /// `None` for a type this version does not know.
+    pub key_type: Option<KeyType>,
+    pub purpose: Option<Purpose>,
+    pub fingerprint: String,
+}
+
+impl PublicKeyInfo {
+    pub fn from_meta(meta: EntryMeta) -> Self {
+        let key_type = KeyType::parse(&meta.key_type).ok();
+        let purpose = Purpose::parse(&meta.purpose).ok();
+        let fingerprint = crate::keys::fingerprint(&meta.public_key);
+        PublicKeyInfo { meta, key_type, purpose, fingerprint }
+    }
+}
+
+/// The unsealed keys, immutable once built and shared without locks.
+pub struct KeySet {
+    keys: Vec<LoadedKey>,
+    by_blob: HashMap<Vec<u8>, usize>,
+    by_name: HashMap<String, usize>,
+    by_fingerprint: HashMap<[u8; 32], usize>,
+}
+
+impl KeySet {
+    pub fn new(keys: Vec<LoadedKey>) -> Self {
+        let mut set = KeySet { by_blob: HashMap::new(), by_name: HashMap::new(), by_fingerprint: HashMap::new(), keys: Vec::new() };
+        for (index, key) in keys.iter().enumerate() {
+            set.by_blob.insert(key.public_blob().to_vec(), index);
+            set.by_name.insert(key.name().to_owned(), index);
+            set.by_fingerprint.insert(key.fingerprint_bytes, index);
+        }
+        set.keys = keys;
+        set
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn by_blob(&self, blob: &[u8]) -> Option<&LoadedKey> {
+        self.by_blob.get(blob).map(|&index| &self.keys[index])
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&LoadedKey> {
+        self.by_name.get(name).map(|&index| &self.keys[index])
+    }
+
+    pub fn by_fingerprint(&self, fingerprint: &[u8; 32]) -> Option<&LoadedKey> {
+        self.by_fingerprint.get(fingerprint).map(|&index| &self.keys[index])
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &LoadedKey> {
+        self.keys.iter()
+    }
+
+    /// Takes the keys out, to build a changed set.
+    pub fn into_keys(self) -> Vec<LoadedKey> {
+        self.keys
+    }
+}
+
+/// Request and refusal counters, by reason, key and uid.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Counters {
+    pub requests: u64,
+    pub refusals: u64,
+    pub refusals_by_reason: BTreeMap<String, u64>,
+    pub per_key: BTreeMap<String, KeyCounters>,
+    pub per_uid: BTreeMap<u32, KeyCounters>,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct KeyCounters {
+    pub requests: u64,
+    pub refusals: u64,
+}
+
+/// The service: public view, unsealed keys, policy, counters.
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    public: ArcSwap<Vec<PublicKeyInfo>>,
+    keys: ArcSwapOption<KeySet>,
+    policy: ArcSwap<Policy>,
+    counters: Mutex<Counters>,
+    audit: Arc<dyn AuditSink>,
+    /// The last time a request arrived, for idle sealing.
+    last_request: Mutex<Instant>,
+}
+
+/// Extensions every client may call; `query` lists them.
+const EXTENSIONS: &[&str] = &[extensions::QUERY, extensions::STATUS, extensions::LIST];
+
+/// A refusal the dispatcher reports: the reason goes to the audit trail,
+/// the client sees FAILURE.
+struct Refusal {
+    reason: &'static str,
+}
+
+impl Service {
+    pub fn new(policy: Policy, public: Vec<PublicKeyInfo>, audit: Arc<dyn AuditSink>) -> Self {
+        Service {
+            inner: Arc::new(Inner {
+                public: ArcSwap::from_pointee(public),
+                keys: ArcSwapOption::empty(),
+                policy: ArcSwap::from_pointee(policy),
+                counters: Mutex::new(Counters::default()),
+                audit,
+                last_request: Mutex::new(Instant::now()),
+            }),
+        }
+    }
+
+    pub fn state(&self) -> State {
+        if self.inner.keys.load().is_some() {
+            State::Unsealed
+        } else {
+            State::Sealed
+        }
+    }
+
+    pub fn policy(&self) -> Arc<Policy> {
+        self.inner.policy.load_full()
+    }
+
+    pub fn set_policy(&self, policy: Policy) {
+        self.inner.policy.store(Arc::new(policy));
+    }
+
+    pub fn public_keys(&self) -> Arc<Vec<PublicKeyInfo>> {
+        self.inner.public.load_full()
+    }
+
+    pub fn set_public_keys(&self, public: Vec<PublicKeyInfo>) {
+        self.inner.public.store(Arc::new(public));
+    }
+
+    pub fn keys(&self) -> Option<Arc<KeySet>> {
+        self.inner.keys.load_full()
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.inner.counters.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    pub fn audit(&self) -> &Arc<dyn AuditSink> {
+        &self.inner.audit
+    }
+
+    /// The time since the last request on the service socket.
+    pub fn idle_for(&self) -> Duration {
+        self.inner.last_request.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).elapsed()
+    }
+
+    /// Installs an unsealed key set and the public view that matches it.
+    pub fn unseal(&self, keys: KeySet) {
+        let public = keys.iter().map(|key| PublicKeyInfo::from_meta(key.meta.clone())).collect();
+        self.inner.public.store(Arc::new(public));
+        self.inner.keys.store(Some(Arc::new(keys)));
+    }
+
+    /// Seals: refuses new requests at once, waits up to `grace` for
+    /// operations already running, then drops (and so wipes) the keys.
+    ///
+    /// Returns false if operations were still running after `grace`; their
+    /// keys are then wiped when the last of them finishes.
+    pub fn seal(&self, grace: Duration) -> bool {
+        let Some(mut keys) = self.inner.keys.swap(None) else {
+            return true;
+        };
+        let deadline = Instant::now() + grace;
+        loop {
+            match Arc::try_unwrap(keys) {
+                Ok(set) => {
+                    drop(set);
+                    return true;
+                }
+                Err(shared) if Instant::now() < deadline => {
+                    keys = shared;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Handles one request frame body from `connection` at time `now`
+    /// (seconds since the epoch).
+    pub fn handle(&self, connection: &mut Connection, body: &[u8], now: u64) -> Reply {
+        *self.inner.last_request.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Instant::now();
+
+        let request = match Request::parse(body) {
+            Ok(request) => request,
+            Err(_) => return Reply::Ready(self.refuse(connection, None, "malformed", None, agent::failure())),
+        };
+        match request {
+            Request::RequestIdentities => Reply::Ready(self.identities(connection)),
+            Request::Sign { key_blob, data, flags } => self.sign(connection, key_blob, data, flags, now),
+            Request::Extension { name, body } => self.extension(connection, name, body, now),
+            Request::KeyManagement(_) => {
+                Reply::Ready(self.refuse(connection, None, "key-management", None, agent::failure()))
+            }
+            Request::Unknown(_) => Reply::Ready(self.refuse(connection, None, "unknown-message", None, agent::failure())),
+        }
+    }
+
+    fn identities(&self, connection: &Connection) -> Vec<u8> {
+        self.count(connection, None, None);
+        let policy = self.inner.policy.load();
+        let public = self.inner.public.load();
+        let visible: Vec<&PublicKeyInfo> = public
+            .iter()
+            .filter(|key| key.key_type.is_some_and(KeyType::is_ssh))
+            .filter(|key| {
+                let Some(purpose) = key.purpose else { return false };
+                if connection.forwarded {
+                    return policy.permits(&connection.peer, &key.meta.name, purpose, "ssh-auth", true);
+                }
+                !policy.operations_for(&connection.peer, &key.meta.name, purpose).is_empty()
+            })
+            .collect();
+        agent::identities_answer(
+            visible.iter().map(|key| Identity { key_blob: &key.meta.public_key, comment: &key.meta.comment }).collect::<Vec<_>>().into_iter(),
+        )
+    }
+
+    fn sign(&self, connection: &Connection, key_blob: &[u8], data: &[u8], flags: u32, now: u64) -> Reply {
+        let failure = agent::failure;
+        let Some(keys) = self.inner.keys.load_full() else {
+            let name = self.public_name(key_blob);
+            return Reply::Ready(self.refuse(connection, name.as_deref(), "sealed", None, failure()));
+        };
+        let Some(key) = keys.by_blob(key_blob) else {
+            return Reply::Ready(self.refuse(connection, None, "unknown-key", None, failure()));
+        };
+        let signed = SignedData::classify(data);
+        let operation = signed.operation();
+        let policy = self.inner.policy.load();
+
+        if !policy.permits(&connection.peer, key.name(), key.purpose, &operation, connection.forwarded) {
+            return Reply::Ready(self.refuse_key(connection, key, "not-allowed", &operation, failure()));
+        }
+        if !purpose_allows(key.purpose, &signed, key.public_blob()) {
+            return Reply::Ready(self.refuse_key(connection, key, "purpose", &operation, failure()));
+        }
+        if !key.is_valid_at(now) {
+            return Reply::Ready(self.refuse_key(connection, key, "outside-validity", &operation, failure()));
+        }
+        if !self.inner.audit.accepting() {
+            return Reply::Ready(self.refuse_key(connection, key, "audit-unavailable", &operation, failure()));
+        }
+
+        let allow_sha1 = policy.allow_sha1;
+        let service = self.clone();
+        let peer = connection.peer.clone();
+        let blob = key_blob.to_vec();
+        let data = data.to_vec();
+        Reply::Work(Work(Box::new(move || {
+            let key = keys.by_blob(&blob).expect("the key set is immutable");
+            match key.sign(&data, flags, allow_sha1) {
+                Ok(signature) => {
+                    if !service.succeeded(&peer, key, &operation) {
+                        return failure();
+                    }
+                    agent::sign_response(&signature)
+                }
+                Err(refusal) => {
+                    let connection = Connection::new(peer);
+                    service.refuse_key(&connection, key, refusal.as_str(), &operation, failure())
+                }
+            }
+        })))
+    }
+
+    fn extension(&self, connection: &mut Connection, name: &[u8], body: &[u8], _now: u64) -> Reply {
+        let Ok(name) = std::str::from_utf8(name) else {
+            return Reply::Ready(self.refuse(connection, None, "unknown-extension", None, agent::failure()));
+        };
+        if connection.forwarded {
+            // A forwarded agent gets user-authentication signatures and
+            // nothing else.
+            return Reply::Ready(self.refuse(connection, None, "forwarded", Some(name), agent::failure()));
+        }
+        match name {
+            extensions::QUERY => {
+                self.count(connection, None, None);
+                Reply::Ready(extensions::response(name, &extensions::query_body(EXTENSIONS)))
+            }
+            extensions::STATUS => {
+                self.count(connection, None, None);
+                Reply::Ready(extensions::response(name, &extensions::status_body(self.state())))
+            }
+            extensions::LIST => {
+                if !body.is_empty() {
+                    let reply = extensions::failure(FailureCode::InvalidRequest);
+                    return Reply::Ready(self.refuse(connection, None, "malformed", Some(name), reply));
+                }
+                self.count(connection, None, None);
+                Reply::Ready(extensions::response(name, &extensions::list_body(&self.list_for(&connection.peer))))
+            }
+            _ => Reply::Ready(self.refuse(connection, None, "unknown-extension", Some(name), agent::failure())),
+        }
+    }
+
+    /// The keys `peer` may use, with the operations it may use them for.
+    pub fn list_for(&self, peer: &Peer) -> Vec<ListedKey> {
+        let policy = self.inner.policy.load();
+        let public = self.inner.public.load();
+        public
+            .iter()
+            .filter_map(|key| {
+                let purpose = key.purpose?;
+                let operations = policy.operations_for(peer, &key.meta.name, purpose);
+                if operations.is_empty() {
+                    return None;
+                }
+                Some(ListedKey {
+                    name: key.meta.name.clone(),
+                    key_type: key.meta.key_type.clone(),
+                    purpose: key.meta.purpose.clone(),
+                    fingerprint: key.fingerprint.clone(),
+                    comment: key.meta.comment.clone(),
+                    public_key: base64::engine::general_purpose::STANDARD.encode(&key.meta.public_key),
+                    not_before: key.meta.not_before,
+                    not_after: key.meta.not_after,
+                    operations,
+                })
+            })
+            .collect()
+    }
+
+    fn public_name(&self, key_blob: &[u8]) -> Option<String> {
+        self.inner.public.load().iter().find(|key| key.meta.public_key == key_blob).map(|key| key.meta.name.clone())
+    }
+
+    /// Counts a request and, when `key` is given, attributes it.
+    fn count(&self, connection: &Connection, key: Option<&str>, refusal: Option<&str>) {
+        let mut counters = self.inner.counters.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        counters.requests += 1;
+        let uid = counters.per_uid.entry(connection.peer.uid).or_default();
+        uid.requests += 1;
+        if refusal.is_some() {
+            uid.refusals += 1;
+        }
+        if let Some(key) = key {
+            let per_key = counters.per_key.entry(key.to_owned()).or_default();
+            per_key.requests += 1;
+            if refusal.is_some() {
+                per_key.refusals += 1;
+            }
+        }
+        if let Some(reason) = refusal {
+            counters.refusals += 1;
+            *counters.refusals_by_reason.entry(reason.to_owned()).or_default() += 1;
+        }
+    }
+
+    fn refuse(&self, connection: &Connection, key: Option<&str>, reason: &'static str, operation: Option<&str>, reply: Vec<u8>) -> Vec<u8> {
+        let refusal = Refusal { reason };
+        self.count(connection, key, Some(refusal.reason));
+        let mut event = AuditEvent::new("refused").peer(&connection.peer);
+        event.key = key;
+        event.operation = operation;
+        event.reason = Some(refusal.reason);
+        self.inner.audit.record(&event);
+        reply
+    }
+
+    fn refuse_key(&self, connection: &Connection, key: &LoadedKey, reason: &'static str, operation: &str, reply: Vec<u8>) -> Vec<u8> {
+        self.count(connection, Some(key.name()), Some(reason));
+        let mut event = AuditEvent::new("refused").peer(&connection.peer);
+        event.key = Some(key.name());
+        event.fingerprint = Some(&key.fingerprint);
+        event.operation = Some(operation);
+        event.reason = Some(reason);
+        self.inner.audit.record(&event);
+        reply
+    }
+
+    fn succeeded(&self, peer: &Peer, key: &LoadedKey, operation: &str) -> bool {
+        let connection = Connection::new(peer.clone());
+        let mut event = AuditEvent::new("request").peer(peer);
+        event.key = Some(key.name());
+        event.fingerprint = Some(&key.fingerprint);
+        event.operation = Some(operation);
+        if !self.inner.audit.record_success(&event) {
+            self.refuse_key(&connection, key, "audit-unavailable", operation, Vec::new());
+            return false;
+        }
+        self.count(&connection, Some(key.name()), None);
+        true
+    }
+}
