@@ -140,10 +140,8 @@ fn remove_stale_temp_files(dir: &Path) -> Result<(), KeystoreError> {
 /// A seam around the write syscalls. Tests record the order of the calls
 /// and make a chosen one fail; outside tests it only runs the call.
 pub(crate) mod hook {
-    use std::io;
-
     #[cfg(not(test))]
-    pub fn call<T>(_name: &'static str, op: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    pub fn call<T>(_name: &'static str, op: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<T> {
         op()
     }
 
