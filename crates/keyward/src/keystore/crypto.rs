@@ -43,8 +43,10 @@ pub fn subkeys(keystore_key: &SecretBuf, keystore_id: &[u8; 16]) -> Result<Subke
     let mut entry_key = SecretBuf::new(KEY_LEN).map_err(KeystoreError::Memory)?;
     let mut mac_key = SecretBuf::new(KEY_LEN).map_err(KeystoreError::Memory)?;
     // 32 bytes is far below HKDF-SHA256's 8160-byte output limit.
-    hkdf.expand(ENTRY_KEY_INFO, entry_key.expose_mut()).expect("32 bytes is a valid HKDF length");
-    hkdf.expand(MAC_KEY_INFO, mac_key.expose_mut()).expect("32 bytes is a valid HKDF length");
+    hkdf.expand(ENTRY_KEY_INFO, entry_key.expose_mut())
+        .expect("32 bytes is a valid HKDF length");
+    hkdf.expand(MAC_KEY_INFO, mac_key.expose_mut())
+        .expect("32 bytes is a valid HKDF length");
     Ok(Subkeys { entry_key, mac_key })
 }
 
@@ -86,21 +88,28 @@ pub fn open(
     let cipher = XChaCha20Poly1305::new_from_slice(key.expose()).expect("keys are 32 bytes");
     // The plaintext passes through this heap buffer, wiped on drop.
     let mut buffer = Zeroizing::new(ciphertext.to_vec());
-    if cipher.decrypt_in_place(XNonce::from_slice(nonce), aad, &mut *buffer).is_err() {
+    if cipher
+        .decrypt_in_place(XNonce::from_slice(nonce), aad, &mut *buffer)
+        .is_err()
+    {
         return Ok(None);
     }
-    SecretBuf::from_slice(&buffer).map(Some).map_err(KeystoreError::Memory)
+    SecretBuf::from_slice(&buffer)
+        .map(Some)
+        .map_err(KeystoreError::Memory)
 }
 
 pub fn mac(mac_key: &SecretBuf, signed: &[u8]) -> [u8; MAC_LEN] {
-    let mut hmac = <Hmac<Sha256> as Mac>::new_from_slice(mac_key.expose()).expect("HMAC takes any key length");
+    let mut hmac =
+        <Hmac<Sha256> as Mac>::new_from_slice(mac_key.expose()).expect("HMAC takes any key length");
     hmac.update(signed);
     hmac.finalize().into_bytes().into()
 }
 
 /// Compares the MAC in constant time.
 pub fn verify_mac(mac_key: &SecretBuf, signed: &[u8], expected: &[u8; MAC_LEN]) -> bool {
-    let mut hmac = <Hmac<Sha256> as Mac>::new_from_slice(mac_key.expose()).expect("HMAC takes any key length");
+    let mut hmac =
+        <Hmac<Sha256> as Mac>::new_from_slice(mac_key.expose()).expect("HMAC takes any key length");
     hmac.update(signed);
     hmac.verify_slice(expected).is_ok()
 }

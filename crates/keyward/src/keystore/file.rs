@@ -23,7 +23,11 @@ const LOCK_ATTEMPTS: u32 = 100;
 const LOCK_RETRY: Duration = Duration::from_millis(50);
 
 fn io_error(op: &'static str, path: &Path, source: io::Error) -> KeystoreError {
-    KeystoreError::Io { op, path: path.to_path_buf(), source }
+    KeystoreError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Creates the keystore directory with mode 0700 if it is missing.
@@ -39,7 +43,9 @@ pub fn read_keystore(dir: &Path) -> Result<Vec<u8>, KeystoreError> {
     let path = dir.join(KEYSTORE_FILE);
     let file = match File::open(&path) {
         Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(KeystoreError::NotFound { path }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(KeystoreError::NotFound { path })
+        }
         Err(e) => return Err(io_error("open", &path, e)),
     };
     let mut bytes = Vec::new();
@@ -112,7 +118,8 @@ fn write_and_rename(dir: &Path, temp_path: &Path, bytes: &[u8]) -> Result<(), Ke
     drop(file);
 
     let target = dir.join(KEYSTORE_FILE);
-    hook::call("rename", || fs::rename(temp_path, &target)).map_err(|e| io_error("rename", temp_path, e))?;
+    hook::call("rename", || fs::rename(temp_path, &target))
+        .map_err(|e| io_error("rename", temp_path, e))?;
 
     // The new file is in place; the directory fsync makes the rename durable.
     hook::call("fsync directory", || File::open(dir)?.sync_all())
@@ -141,7 +148,10 @@ fn remove_stale_temp_files(dir: &Path) -> Result<(), KeystoreError> {
 /// and make a chosen one fail; outside tests it only runs the call.
 pub(crate) mod hook {
     #[cfg(not(test))]
-    pub fn call<T>(_name: &'static str, op: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<T> {
+    pub fn call<T>(
+        _name: &'static str,
+        op: impl FnOnce() -> std::io::Result<T>,
+    ) -> std::io::Result<T> {
         op()
     }
 

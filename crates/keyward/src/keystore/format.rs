@@ -123,7 +123,9 @@ impl<'a> Reader<'a> {
     fn string(&mut self, max: usize, what: &str) -> Result<&'a [u8], KeystoreError> {
         let len = self.u32(what)? as usize;
         if len > max {
-            return Err(malformed(format!("{what} is {len} bytes, more than the limit of {max}")));
+            return Err(malformed(format!(
+                "{what} is {len} bytes, more than the limit of {max}"
+            )));
         }
         self.take(len, what)
     }
@@ -163,7 +165,10 @@ pub fn check_name(name: &str) -> Result<(), String> {
         return Err("the name is empty".into());
     };
     if bytes.len() > MAX_NAME_LEN {
-        return Err(format!("the name is {} bytes, more than the limit of {MAX_NAME_LEN}", bytes.len()));
+        return Err(format!(
+            "the name is {} bytes, more than the limit of {MAX_NAME_LEN}",
+            bytes.len()
+        ));
     }
     if !first.is_ascii_alphanumeric() {
         return Err("the name must start with an ASCII letter or digit".into());
@@ -262,7 +267,9 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedFile, KeystoreError> {
     let mut r = Reader { bytes, pos: 0 };
 
     if r.take(MAGIC.len(), "magic").ok() != Some(&MAGIC[..]) {
-        return Err(malformed("it does not start with \"keyward-keystore\"; it is not a keystore file"));
+        return Err(malformed(
+            "it does not start with \"keyward-keystore\"; it is not a keystore file",
+        ));
     }
     let version = r.u32("version")?;
     if version != VERSION {
@@ -272,16 +279,23 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedFile, KeystoreError> {
 
     let count = r.u32("entry count")?;
     if count > MAX_ENTRIES {
-        return Err(malformed(format!("entry count {count} is more than the limit of {MAX_ENTRIES}")));
+        return Err(malformed(format!(
+            "entry count {count} is more than the limit of {MAX_ENTRIES}"
+        )));
     }
     if count as usize * MIN_ENTRY_LEN > r.remaining() {
-        return Err(malformed(format!("entry count {count} does not fit the rest of the file")));
+        return Err(malformed(format!(
+            "entry count {count} does not fit the rest of the file"
+        )));
     }
     let mut entries: Vec<RawEntry> = Vec::with_capacity(count as usize);
     for index in 0..count {
         let entry = parse_entry(&mut r, index)?;
         if entries.iter().any(|e| e.meta.name == entry.meta.name) {
-            return Err(malformed(format!("the name {:?} appears twice", entry.meta.name)));
+            return Err(malformed(format!(
+                "the name {:?} appears twice",
+                entry.meta.name
+            )));
         }
         entries.push(entry);
     }
@@ -291,7 +305,12 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedFile, KeystoreError> {
     if r.remaining() != 0 {
         return Err(malformed(format!("{} bytes follow the MAC", r.remaining())));
     }
-    Ok(ParsedFile { header, entries, signed_len, mac })
+    Ok(ParsedFile {
+        header,
+        entries,
+        signed_len,
+        mac,
+    })
 }
 
 fn parse_header_after_version(r: &mut Reader<'_>, version: u32) -> Result<Header, KeystoreError> {
@@ -357,7 +376,9 @@ fn parse_entry(r: &mut Reader<'_>, index: u32) -> Result<RawEntry, KeystoreError
     let nonce = r.fixed::<NONCE_LEN>(&what("nonce"))?;
     let ciphertext = r.string(MAX_STRING_LEN, &what("ciphertext"))?;
     if ciphertext.len() < TAG_LEN {
-        return Err(malformed(format!("entry {index} ciphertext is shorter than its tag")));
+        return Err(malformed(format!(
+            "entry {index} ciphertext is shorter than its tag"
+        )));
     }
 
     let meta = EntryMeta {
@@ -371,7 +392,13 @@ fn parse_entry(r: &mut Reader<'_>, index: u32) -> Result<RawEntry, KeystoreError
         not_after: (not_after != 0).then_some(not_after),
         attributes,
     };
-    Ok(RawEntry { meta, meta_bytes, nonce, ciphertext: ciphertext.to_vec(), span: start..r.pos })
+    Ok(RawEntry {
+        meta,
+        meta_bytes,
+        nonce,
+        ciphertext: ciphertext.to_vec(),
+        span: start..r.pos,
+    })
 }
 
 fn parse_attributes(bytes: &[u8], index: u32) -> Result<Vec<(String, String)>, KeystoreError> {
@@ -441,7 +468,10 @@ mod tests {
     fn parse_rejects_trailing_bytes() {
         let mut bytes = file(&[meta("a")]);
         bytes.push(0);
-        assert!(matches!(parse(&bytes), Err(KeystoreError::Malformed { .. })));
+        assert!(matches!(
+            parse(&bytes),
+            Err(KeystoreError::Malformed { .. })
+        ));
     }
 
     #[test]
@@ -477,7 +507,10 @@ mod tests {
         let mut bytes = file(&[meta("a")]);
         // The keystore id's length field follows the magic and version.
         bytes[20..24].copy_from_slice(&u32::MAX.to_be_bytes());
-        assert!(matches!(parse(&bytes), Err(KeystoreError::Malformed { .. })));
+        assert!(matches!(
+            parse(&bytes),
+            Err(KeystoreError::Malformed { .. })
+        ));
     }
 
     #[test]
@@ -492,12 +525,22 @@ mod tests {
     #[test]
     fn parse_rejects_oversized_file() {
         let bytes = vec![0u8; MAX_FILE_LEN as usize + 1];
-        assert!(matches!(parse(&bytes), Err(KeystoreError::Malformed { .. })));
+        assert!(matches!(
+            parse(&bytes),
+            Err(KeystoreError::Malformed { .. })
+        ));
     }
 
     #[test]
     fn names_follow_the_pattern() {
-        for good in ["a", "A9", "work.laptop", "me@host", "x+y-z_w", &"a".repeat(64)] {
+        for good in [
+            "a",
+            "A9",
+            "work.laptop",
+            "me@host",
+            "x+y-z_w",
+            &"a".repeat(64),
+        ] {
             assert!(check_name(good).is_ok(), "{good}");
         }
         for bad in ["", ".a", "-a", "a b", "ä", "a/b", &"a".repeat(65)] {

@@ -36,23 +36,40 @@ impl KdfParams {
     /// The smallest parameters the argon2 crate accepts (8 KiB, t = 1, p = 1).
     /// Usable only with [`KdfPolicy::InsecureTest`].
     pub const fn insecure_test() -> KdfParams {
-        KdfParams { m_cost_kib: 8, t_cost: 1, p_cost: 1 }
+        KdfParams {
+            m_cost_kib: 8,
+            t_cost: 1,
+            p_cost: 1,
+        }
     }
 
     /// Checks the caps, which apply under every policy.
     pub fn check_caps(&self) -> Result<(), KeystoreError> {
-        let KdfParams { m_cost_kib: m, t_cost: t, p_cost: p } = *self;
+        let KdfParams {
+            m_cost_kib: m,
+            t_cost: t,
+            p_cost: p,
+        } = *self;
         if m > MAX_M_COST_KIB {
-            return Err(out_of_bounds(format!("m_cost {m} KiB is more than the cap of {MAX_M_COST_KIB} KiB")));
+            return Err(out_of_bounds(format!(
+                "m_cost {m} KiB is more than the cap of {MAX_M_COST_KIB} KiB"
+            )));
         }
         if t > MAX_T_COST {
-            return Err(out_of_bounds(format!("t_cost {t} is more than the cap of {MAX_T_COST}")));
+            return Err(out_of_bounds(format!(
+                "t_cost {t} is more than the cap of {MAX_T_COST}"
+            )));
         }
         if p > MAX_P_COST {
-            return Err(out_of_bounds(format!("p_cost {p} is more than the cap of {MAX_P_COST}")));
+            return Err(out_of_bounds(format!(
+                "p_cost {p} is more than the cap of {MAX_P_COST}"
+            )));
         }
         if u64::from(m) * u64::from(t) > MAX_WORK {
-            return Err(out_of_bounds(format!("m_cost × t_cost = {} is more than the cap of {MAX_WORK}", u64::from(m) * u64::from(t))));
+            return Err(out_of_bounds(format!(
+                "m_cost × t_cost = {} is more than the cap of {MAX_WORK}",
+                u64::from(m) * u64::from(t)
+            )));
         }
         if t == 0 || p == 0 || m < 8 * p {
             return Err(out_of_bounds(format!(
@@ -68,12 +85,20 @@ impl KdfParams {
         if policy == KdfPolicy::InsecureTest {
             return Ok(());
         }
-        let KdfParams { m_cost_kib: m, t_cost: t, p_cost: p } = *self;
+        let KdfParams {
+            m_cost_kib: m,
+            t_cost: t,
+            p_cost: p,
+        } = *self;
         if m < MIN_M_COST_KIB {
-            return Err(out_of_bounds(format!("m_cost {m} KiB is less than the floor of {MIN_M_COST_KIB} KiB")));
+            return Err(out_of_bounds(format!(
+                "m_cost {m} KiB is less than the floor of {MIN_M_COST_KIB} KiB"
+            )));
         }
         if t < MIN_T_COST || p < MIN_P_COST {
-            return Err(out_of_bounds(format!("t_cost {t} and p_cost {p} must be at least 1")));
+            return Err(out_of_bounds(format!(
+                "t_cost {t} and p_cost {p} must be at least 1"
+            )));
         }
         if u64::from(m) * u64::from(t) < MIN_WORK {
             return Err(out_of_bounds(format!(
@@ -90,7 +115,11 @@ impl KdfParams {
     /// never below the floors), p = 1 because the argon2 crate computes lanes
     /// one after another, and as many passes as fit.
     pub fn calibrate(target: Duration) -> Result<KdfParams, KeystoreError> {
-        let probe = KdfParams { m_cost_kib: PREFERRED_M_COST_KIB, t_cost: 1, p_cost: 1 };
+        let probe = KdfParams {
+            m_cost_kib: PREFERRED_M_COST_KIB,
+            t_cost: 1,
+            p_cost: 1,
+        };
         let passphrase = Passphrase::from_text("calibration").map_err(KeystoreError::Memory)?;
         let started = Instant::now();
         derive_kek(&passphrase, &[0u8; 32], &probe)?;
@@ -112,14 +141,26 @@ fn params_for(per_pass_at_preferred: Duration, target: Duration) -> KdfParams {
     let by_time = (target_nanos + pass_at_m / 2) / pass_at_m;
     let by_floor = MIN_WORK.div_ceil(u64::from(m));
     let by_cap = MAX_WORK / u64::from(m);
-    let t = (by_time.min(u128::from(MAX_T_COST)) as u64).max(by_floor).max(1).min(by_cap).min(u64::from(MAX_T_COST));
+    let t = (by_time.min(u128::from(MAX_T_COST)) as u64)
+        .max(by_floor)
+        .max(1)
+        .min(by_cap)
+        .min(u64::from(MAX_T_COST));
 
-    KdfParams { m_cost_kib: m, t_cost: t as u32, p_cost: 1 }
+    KdfParams {
+        m_cost_kib: m,
+        t_cost: t as u32,
+        p_cost: 1,
+    }
 }
 
 /// Derives the 32-byte key-encryption key from the passphrase. The caller
 /// checks `kdf` against its policy first; the caps are checked here again.
-pub fn derive_kek(passphrase: &Passphrase, salt: &[u8], kdf: &KdfParams) -> Result<SecretBuf, KeystoreError> {
+pub fn derive_kek(
+    passphrase: &Passphrase,
+    salt: &[u8],
+    kdf: &KdfParams,
+) -> Result<SecretBuf, KeystoreError> {
     kdf.check_caps()?;
     let params = Params::new(kdf.m_cost_kib, kdf.t_cost, kdf.p_cost, Some(32))
         .map_err(|e| out_of_bounds(format!("Argon2 rejected the parameters: {e}")))?;
@@ -138,18 +179,41 @@ mod tests {
 
     #[test]
     fn caps_reject_three_gib() {
-        let kdf = KdfParams { m_cost_kib: 3 * 1024 * 1024, t_cost: 1, p_cost: 1 };
-        assert!(matches!(kdf.check(KdfPolicy::InsecureTest), Err(KeystoreError::KdfOutOfBounds { .. })));
+        let kdf = KdfParams {
+            m_cost_kib: 3 * 1024 * 1024,
+            t_cost: 1,
+            p_cost: 1,
+        };
+        assert!(matches!(
+            kdf.check(KdfPolicy::InsecureTest),
+            Err(KeystoreError::KdfOutOfBounds { .. })
+        ));
     }
 
     #[test]
     fn caps_reject_large_t_p_and_work() {
-        let base = KdfParams { m_cost_kib: 65_536, t_cost: 1, p_cost: 1 };
+        let base = KdfParams {
+            m_cost_kib: 65_536,
+            t_cost: 1,
+            p_cost: 1,
+        };
         assert!(base.check(KdfPolicy::Production).is_ok());
         assert!(KdfParams { t_cost: 17, ..base }.check_caps().is_err());
         assert!(KdfParams { p_cost: 17, ..base }.check_caps().is_err());
-        assert!(KdfParams { m_cost_kib: 1_048_576, t_cost: 5, p_cost: 1 }.check_caps().is_err());
-        assert!(KdfParams { m_cost_kib: 1_048_576, t_cost: 4, p_cost: 1 }.check_caps().is_ok());
+        assert!(KdfParams {
+            m_cost_kib: 1_048_576,
+            t_cost: 5,
+            p_cost: 1
+        }
+        .check_caps()
+        .is_err());
+        assert!(KdfParams {
+            m_cost_kib: 1_048_576,
+            t_cost: 4,
+            p_cost: 1
+        }
+        .check_caps()
+        .is_ok());
     }
 
     #[test]
@@ -158,18 +222,38 @@ mod tests {
         assert!(test.check(KdfPolicy::InsecureTest).is_ok());
         assert!(test.check(KdfPolicy::Production).is_err());
 
-        let low_work = KdfParams { m_cost_kib: 19_456, t_cost: 3, p_cost: 1 };
+        let low_work = KdfParams {
+            m_cost_kib: 19_456,
+            t_cost: 3,
+            p_cost: 1,
+        };
         assert!(low_work.check(KdfPolicy::Production).is_err());
-        let owasp_like = KdfParams { m_cost_kib: 19_456, t_cost: 4, p_cost: 1 };
+        let owasp_like = KdfParams {
+            m_cost_kib: 19_456,
+            t_cost: 4,
+            p_cost: 1,
+        };
         assert!(owasp_like.check(KdfPolicy::Production).is_ok());
     }
 
     #[test]
     fn zero_costs_rejected_under_every_policy() {
         for kdf in [
-            KdfParams { m_cost_kib: 8, t_cost: 0, p_cost: 1 },
-            KdfParams { m_cost_kib: 8, t_cost: 1, p_cost: 0 },
-            KdfParams { m_cost_kib: 8, t_cost: 1, p_cost: 2 },
+            KdfParams {
+                m_cost_kib: 8,
+                t_cost: 0,
+                p_cost: 1,
+            },
+            KdfParams {
+                m_cost_kib: 8,
+                t_cost: 1,
+                p_cost: 0,
+            },
+            KdfParams {
+                m_cost_kib: 8,
+                t_cost: 1,
+                p_cost: 2,
+            },
         ] {
             assert!(kdf.check(KdfPolicy::InsecureTest).is_err(), "{kdf:?}");
         }
@@ -178,7 +262,14 @@ mod tests {
     #[test]
     fn params_for_fast_machine_uses_preferred_memory() {
         let kdf = params_for(Duration::from_millis(250), Duration::from_secs(1));
-        assert_eq!(kdf, KdfParams { m_cost_kib: 262_144, t_cost: 4, p_cost: 1 });
+        assert_eq!(
+            kdf,
+            KdfParams {
+                m_cost_kib: 262_144,
+                t_cost: 4,
+                p_cost: 1
+            }
+        );
         assert!(kdf.check(KdfPolicy::Production).is_ok());
     }
 

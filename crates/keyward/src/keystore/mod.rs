@@ -25,7 +25,8 @@ pub use format::{
     MAX_STRING_LEN, VERSION,
 };
 pub use kdf::{
-    MAX_M_COST_KIB, MAX_P_COST, MAX_T_COST, MAX_WORK, MIN_M_COST_KIB, MIN_P_COST, MIN_T_COST, MIN_WORK,
+    MAX_M_COST_KIB, MAX_P_COST, MAX_T_COST, MAX_WORK, MIN_M_COST_KIB, MIN_P_COST, MIN_T_COST,
+    MIN_WORK,
 };
 
 /// Name of the keystore file inside the keystore directory.
@@ -94,7 +95,10 @@ pub struct Entry {
 
 impl fmt::Debug for Entry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Entry").field("meta", &self.meta).field("private", &"[REDACTED]").finish()
+        f.debug_struct("Entry")
+            .field("meta", &self.meta)
+            .field("private", &"[REDACTED]")
+            .finish()
     }
 }
 
@@ -110,7 +114,11 @@ pub enum KeystoreError {
     AlreadyExists { path: PathBuf },
     /// A file system operation failed.
     #[error("failed to {op} {path}: {source}")]
-    Io { op: &'static str, path: PathBuf, source: io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
     /// The file breaks the format or its limits.
     #[error("the keystore file is malformed: {what}")]
     Malformed { what: String },
@@ -159,7 +167,12 @@ pub fn parse_catalog(bytes: &[u8]) -> Result<Catalog, KeystoreError> {
 
 /// Creates an empty keystore in `dir`, creating `dir` with mode 0700 if it is
 /// missing. Fails if a keystore file is already there.
-pub fn create(dir: &Path, passphrase: &Passphrase, kdf: KdfParams, policy: KdfPolicy) -> Result<(), KeystoreError> {
+pub fn create(
+    dir: &Path,
+    passphrase: &Passphrase,
+    kdf: KdfParams,
+    policy: KdfPolicy,
+) -> Result<(), KeystoreError> {
     kdf.check(policy)?;
     file::create_dir(dir)?;
     let lock = file::lock(dir)?;
@@ -168,13 +181,25 @@ pub fn create(dir: &Path, passphrase: &Passphrase, kdf: KdfParams, policy: KdfPo
     match path.symlink_metadata() {
         Ok(_) => return Err(KeystoreError::AlreadyExists { path }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(KeystoreError::Io { op: "inspect", path, source: e }),
+        Err(e) => {
+            return Err(KeystoreError::Io {
+                op: "inspect",
+                path,
+                source: e,
+            })
+        }
     }
 
     let keystore_id = crypto::random_bytes::<16>();
     let salt = crypto::random_bytes::<{ format::SALT_LEN }>().to_vec();
     let kek = kdf::derive_kek(passphrase, &salt, &kdf)?;
-    let keys = Keys::wrap(keystore_id, kdf, salt, kek, crypto::random_secret(format::KEY_LEN)?);
+    let keys = Keys::wrap(
+        keystore_id,
+        kdf,
+        salt,
+        kek,
+        crypto::random_secret(format::KEY_LEN)?,
+    );
 
     let bytes = encode_file(&keys, 1, &[])?;
     file::write_atomic(dir, &bytes, &lock)
@@ -205,7 +230,11 @@ impl Unlocked {
     /// the key-encryption key, then unwraps the keystore key
     /// (`WrongPassphrase` on failure), checks the MAC and decrypts each entry
     /// (`Tampered` on failure).
-    pub fn open(dir: &Path, passphrase: &Passphrase, policy: KdfPolicy) -> Result<(Unlocked, Vec<Entry>), KeystoreError> {
+    pub fn open(
+        dir: &Path,
+        passphrase: &Passphrase,
+        policy: KdfPolicy,
+    ) -> Result<(Unlocked, Vec<Entry>), KeystoreError> {
         let bytes = file::read_keystore(dir)?;
         let parsed = format::parse(&bytes)?;
         let header = &parsed.header;
@@ -217,7 +246,14 @@ impl Unlocked {
 
         let keys = Keys::from_header(header, kek, keystore_key);
         let catalog = catalog_of(&parsed);
-        Ok((Unlocked { dir: dir.to_path_buf(), keys, catalog }, entries))
+        Ok((
+            Unlocked {
+                dir: dir.to_path_buf(),
+                keys,
+                catalog,
+            },
+            entries,
+        ))
     }
 
     /// Reads the keystore again and decrypts it with the held keys. If
@@ -262,7 +298,12 @@ impl Unlocked {
 
     /// Sets a new passphrase and KDF parameters, with a fresh salt and a
     /// fresh keystore key.
-    pub fn change_passphrase(&mut self, new: &Passphrase, kdf: KdfParams, policy: KdfPolicy) -> Result<(), KeystoreError> {
+    pub fn change_passphrase(
+        &mut self,
+        new: &Passphrase,
+        kdf: KdfParams,
+        policy: KdfPolicy,
+    ) -> Result<(), KeystoreError> {
         kdf.check(policy)?;
         let salt = crypto::random_bytes::<{ format::SALT_LEN }>().to_vec();
         let kek = kdf::derive_kek(new, &salt, &kdf)?;
@@ -306,9 +347,13 @@ impl Unlocked {
 
         change(&mut entries)?;
 
-        let generation = header.generation.checked_add(1).ok_or_else(|| KeystoreError::Malformed {
-            what: "the generation counter is at its maximum".into(),
-        })?;
+        let generation =
+            header
+                .generation
+                .checked_add(1)
+                .ok_or_else(|| KeystoreError::Malformed {
+                    what: "the generation counter is at its maximum".into(),
+                })?;
         let kek = self.keys.kek.try_clone().map_err(KeystoreError::Memory)?;
         let keys = match rekey {
             Rekey::Keep => Keys::from_header(header, kek, keystore_key),
@@ -319,9 +364,13 @@ impl Unlocked {
                 kek,
                 crypto::random_secret(format::KEY_LEN)?,
             ),
-            Rekey::NewPassphrase { kdf, salt, kek } => {
-                Keys::wrap(header.keystore_id, kdf, salt, kek, crypto::random_secret(format::KEY_LEN)?)
-            }
+            Rekey::NewPassphrase { kdf, salt, kek } => Keys::wrap(
+                header.keystore_id,
+                kdf,
+                salt,
+                kek,
+                crypto::random_secret(format::KEY_LEN)?,
+            ),
         };
         let new_bytes = encode_file(&keys, generation, &entries)?;
         file::write_atomic(&self.dir, &new_bytes, &lock)?;
@@ -341,8 +390,11 @@ impl Unlocked {
     /// held key-encryption key.
     fn key_for(&self, header: &Header) -> Result<SecretBuf, KeystoreError> {
         let held = &self.keys;
-        let same_kdf = header.keystore_id == held.keystore_id && header.kdf == held.kdf && header.salt == held.salt;
-        let same_wrap = header.wrap_nonce == held.wrap_nonce && header.wrapped_key == held.wrapped_key;
+        let same_kdf = header.keystore_id == held.keystore_id
+            && header.kdf == held.kdf
+            && header.salt == held.salt;
+        let same_wrap =
+            header.wrap_nonce == held.wrap_nonce && header.wrapped_key == held.wrapped_key;
 
         if same_kdf && same_wrap {
             return held.keystore_key.try_clone().map_err(KeystoreError::Memory);
@@ -350,7 +402,9 @@ impl Unlocked {
         if same_wrap {
             // Our wrapped key under a different id, salt or parameters: the
             // header was edited, since a re-key always wraps a fresh key.
-            return Err(KeystoreError::Tampered { what: "the keystore header was changed".into() });
+            return Err(KeystoreError::Tampered {
+                what: "the keystore header was changed".into(),
+            });
         }
         if same_kdf {
             // Another process re-keyed under the same passphrase (remove).
@@ -375,11 +429,25 @@ struct Keys {
 
 impl Keys {
     /// Wraps `keystore_key` under `kek` with a fresh nonce.
-    fn wrap(keystore_id: [u8; 16], kdf: KdfParams, salt: Vec<u8>, kek: SecretBuf, keystore_key: SecretBuf) -> Keys {
+    fn wrap(
+        keystore_id: [u8; 16],
+        kdf: KdfParams,
+        salt: Vec<u8>,
+        kek: SecretBuf,
+        keystore_key: SecretBuf,
+    ) -> Keys {
         let wrap_nonce = crypto::random_bytes::<{ format::NONCE_LEN }>();
         let aad = crypto::wrap_aad(&keystore_id, &kdf, &salt);
         let wrapped_key = crypto::seal(&kek, &wrap_nonce, &aad, keystore_key.expose());
-        Keys { keystore_id, kdf, salt, kek, keystore_key, wrap_nonce, wrapped_key }
+        Keys {
+            keystore_id,
+            kdf,
+            salt,
+            kek,
+            keystore_key,
+            wrap_nonce,
+            wrapped_key,
+        }
     }
 
     /// Keeps the wrap found in `header`, which `keystore_key` came from.
@@ -400,7 +468,11 @@ impl Keys {
 enum Rekey {
     Keep,
     NewKeystoreKey,
-    NewPassphrase { kdf: KdfParams, salt: Vec<u8>, kek: SecretBuf },
+    NewPassphrase {
+        kdf: KdfParams,
+        salt: Vec<u8>,
+        kek: SecretBuf,
+    },
 }
 
 fn catalog_of(parsed: &ParsedFile) -> Catalog {
@@ -414,9 +486,14 @@ fn catalog_of(parsed: &ParsedFile) -> Catalog {
 }
 
 fn check_entry(entry: &Entry) -> Result<Vec<u8>, KeystoreError> {
-    let invalid = |what: String| KeystoreError::InvalidEntry { name: entry.meta.name.clone(), what };
+    let invalid = |what: String| KeystoreError::InvalidEntry {
+        name: entry.meta.name.clone(),
+        what,
+    };
     if entry.private.len() > MAX_PRIVATE_LEN {
-        return Err(invalid(format!("the private key is longer than {MAX_PRIVATE_LEN} bytes")));
+        return Err(invalid(format!(
+            "the private key is longer than {MAX_PRIVATE_LEN} bytes"
+        )));
     }
     format::encode_meta(&entry.meta).map_err(invalid)
 }
@@ -429,7 +506,11 @@ fn unwrap_key(header: &Header, kek: &SecretBuf) -> Result<Option<SecretBuf>, Key
 }
 
 /// Checks the MAC, then decrypts every entry.
-fn decrypt_verified(parsed: &ParsedFile, bytes: &[u8], keystore_key: &SecretBuf) -> Result<Vec<Entry>, KeystoreError> {
+fn decrypt_verified(
+    parsed: &ParsedFile,
+    bytes: &[u8],
+    keystore_key: &SecretBuf,
+) -> Result<Vec<Entry>, KeystoreError> {
     let header = &parsed.header;
     let subkeys = crypto::subkeys(keystore_key, &header.keystore_id)?;
     if !crypto::verify_mac(&subkeys.mac_key, &bytes[..parsed.signed_len], &parsed.mac) {
@@ -441,10 +522,14 @@ fn decrypt_verified(parsed: &ParsedFile, bytes: &[u8], keystore_key: &SecretBuf)
     let mut entries = Vec::with_capacity(parsed.entries.len());
     for raw in &parsed.entries {
         let aad = crypto::entry_aad(&header.keystore_id, header.generation, &raw.meta_bytes);
-        let private = crypto::open(&subkeys.entry_key, &raw.nonce, &aad, &raw.ciphertext)?.ok_or_else(|| {
-            KeystoreError::Tampered { what: format!("entry {:?} failed authentication", raw.meta.name) }
-        })?;
-        entries.push(Entry { meta: raw.meta.clone(), private });
+        let private = crypto::open(&subkeys.entry_key, &raw.nonce, &aad, &raw.ciphertext)?
+            .ok_or_else(|| KeystoreError::Tampered {
+                what: format!("entry {:?} failed authentication", raw.meta.name),
+            })?;
+        entries.push(Entry {
+            meta: raw.meta.clone(),
+            private,
+        });
     }
     Ok(entries)
 }

@@ -43,7 +43,13 @@ fn write_keystore(dir: &Path, bytes: &[u8]) {
 /// A keystore with passphrase "pw" holding entries `a` and `b`, generation 2.
 fn two_entry_keystore() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
-    create(tmp.path(), &passphrase("pw"), KdfParams::insecure_test(), TEST).unwrap();
+    create(
+        tmp.path(),
+        &passphrase("pw"),
+        KdfParams::insecure_test(),
+        TEST,
+    )
+    .unwrap();
     let (mut ks, _) = Unlocked::open(tmp.path(), &passphrase("pw"), TEST).unwrap();
     ks.add(vec![entry("a"), entry("b")]).unwrap();
     tmp
@@ -58,8 +64,10 @@ fn names(entries: &[Entry]) -> Vec<&str> {
 }
 
 fn dir_listing(dir: &Path) -> Vec<String> {
-    let mut out: Vec<String> =
-        fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut out: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     out.sort();
     out
 }
@@ -132,7 +140,13 @@ fn nfc_and_nfd_passphrases_open_same_keystore() {
     let nfd = "Gru\u{308}\u{df}e";
     assert_ne!(nfc.as_bytes(), nfd.as_bytes());
 
-    create(tmp.path(), &passphrase(nfc), KdfParams::insecure_test(), TEST).unwrap();
+    create(
+        tmp.path(),
+        &passphrase(nfc),
+        KdfParams::insecure_test(),
+        TEST,
+    )
+    .unwrap();
     assert!(Unlocked::open(tmp.path(), &passphrase(nfd), TEST).is_ok());
     assert!(Unlocked::open(tmp.path(), &passphrase(nfc), TEST).is_ok());
 }
@@ -148,7 +162,13 @@ fn open_of_missing_keystore_is_not_found() {
 fn create_over_existing_keystore_fails() {
     let tmp = two_entry_keystore();
     let before = keystore_bytes(tmp.path());
-    let err = create(tmp.path(), &passphrase("other"), KdfParams::insecure_test(), TEST).unwrap_err();
+    let err = create(
+        tmp.path(),
+        &passphrase("other"),
+        KdfParams::insecure_test(),
+        TEST,
+    )
+    .unwrap_err();
     assert!(matches!(err, KeystoreError::AlreadyExists { .. }), "{err}");
     assert_eq!(keystore_bytes(tmp.path()), before);
 }
@@ -175,7 +195,10 @@ fn every_single_byte_flip_is_rejected() {
         let mut bytes = original.clone();
         bytes[offset] ^= 0xff;
         write_keystore(tmp.path(), &bytes);
-        assert!(open_pw(tmp.path()).is_err(), "flipping byte {offset} went undetected");
+        assert!(
+            open_pw(tmp.path()).is_err(),
+            "flipping byte {offset} went undetected"
+        );
     }
 }
 
@@ -239,7 +262,8 @@ fn edited_metadata_fails_entry_authentication() {
     let parsed = format::parse(&bytes).unwrap();
 
     // Changing the comment of "b" and fixing the MAC still fails on "b".
-    let at = parsed.entries[1].span.start + find(&bytes[parsed.entries[1].span.clone()], b"b comment");
+    let at =
+        parsed.entries[1].span.start + find(&bytes[parsed.entries[1].span.clone()], b"b comment");
     let mut edited = bytes.clone();
     edited[at] = b'x';
     write_keystore(tmp.path(), &remac(&edited, &ks.keys.keystore_key));
@@ -249,7 +273,10 @@ fn edited_metadata_fails_entry_authentication() {
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> usize {
-    haystack.windows(needle.len()).position(|w| w == needle).unwrap()
+    haystack
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap()
 }
 
 #[test]
@@ -278,7 +305,11 @@ fn edited_version_is_unsupported() {
 
 #[test]
 fn kdf_caps_checked_before_derivation() {
-    let three_gib = KdfParams { m_cost_kib: 3 * 1024 * 1024, t_cost: 1, p_cost: 1 };
+    let three_gib = KdfParams {
+        m_cost_kib: 3 * 1024 * 1024,
+        t_cost: 1,
+        p_cost: 1,
+    };
     let tmp = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let err = create(tmp.path(), &passphrase("pw"), three_gib, TEST).unwrap_err();
@@ -295,13 +326,23 @@ fn kdf_caps_checked_before_derivation() {
     assert!(matches!(err, KeystoreError::KdfOutOfBounds { .. }), "{err}");
 
     // A 3 GiB Argon2 run would take seconds; the rejections took far less.
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
 fn kdf_floors_enforced_under_production() {
     let tmp = tempfile::tempdir().unwrap();
-    let err = create(tmp.path(), &passphrase("pw"), KdfParams::insecure_test(), KdfPolicy::Production).unwrap_err();
+    let err = create(
+        tmp.path(),
+        &passphrase("pw"),
+        KdfParams::insecure_test(),
+        KdfPolicy::Production,
+    )
+    .unwrap_err();
     assert!(matches!(err, KeystoreError::KdfOutOfBounds { .. }), "{err}");
 
     let tmp = two_entry_keystore();
@@ -310,7 +351,11 @@ fn kdf_floors_enforced_under_production() {
 
     let (mut ks, _) = open_pw(tmp.path()).unwrap();
     let err = ks
-        .change_passphrase(&passphrase("new"), KdfParams::insecure_test(), KdfPolicy::Production)
+        .change_passphrase(
+            &passphrase("new"),
+            KdfParams::insecure_test(),
+            KdfPolicy::Production,
+        )
         .unwrap_err();
     assert!(matches!(err, KeystoreError::KdfOutOfBounds { .. }), "{err}");
 }
@@ -322,11 +367,17 @@ fn add_of_duplicate_name_leaves_file_identical() {
     let (mut ks, _) = open_pw(tmp.path()).unwrap();
 
     let err = ks.add(vec![entry("c"), entry("a")]).unwrap_err();
-    assert!(matches!(err, KeystoreError::DuplicateName(ref n) if n == "a"), "{err}");
+    assert!(
+        matches!(err, KeystoreError::DuplicateName(ref n) if n == "a"),
+        "{err}"
+    );
     assert_eq!(keystore_bytes(tmp.path()), before);
 
     let err = ks.add(vec![entry("d"), entry("d")]).unwrap_err();
-    assert!(matches!(err, KeystoreError::DuplicateName(ref n) if n == "d"), "{err}");
+    assert!(
+        matches!(err, KeystoreError::DuplicateName(ref n) if n == "d"),
+        "{err}"
+    );
     assert_eq!(keystore_bytes(tmp.path()), before);
     assert_eq!(ks.catalog().entries.len(), 2);
 }
@@ -363,7 +414,13 @@ fn add_keeps_keystore_key_and_reencrypts() {
 #[test]
 fn remove_rekeys_so_old_copy_opens_nothing_new() {
     let tmp = tempfile::tempdir().unwrap();
-    create(tmp.path(), &passphrase("pw"), KdfParams::insecure_test(), TEST).unwrap();
+    create(
+        tmp.path(),
+        &passphrase("pw"),
+        KdfParams::insecure_test(),
+        TEST,
+    )
+    .unwrap();
     let (mut ks, _) = open_pw(tmp.path()).unwrap();
     ks.add(vec![entry("a"), entry("b"), entry("c")]).unwrap();
     let old_bytes = keystore_bytes(tmp.path());
@@ -388,11 +445,19 @@ fn remove_rekeys_so_old_copy_opens_nothing_new() {
 
     let subkeys = crypto::subkeys(old_key, &new.header.keystore_id).unwrap();
     for raw in &new.entries {
-        let aad = crypto::entry_aad(&new.header.keystore_id, new.header.generation, &raw.meta_bytes);
+        let aad = crypto::entry_aad(
+            &new.header.keystore_id,
+            new.header.generation,
+            &raw.meta_bytes,
+        );
         let opened = crypto::open(&subkeys.entry_key, &raw.nonce, &aad, &raw.ciphertext).unwrap();
         assert!(opened.is_none(), "old key decrypted {:?}", raw.meta.name);
     }
-    assert!(!crypto::verify_mac(&subkeys.mac_key, &new_bytes[..new.signed_len], &new.mac));
+    assert!(!crypto::verify_mac(
+        &subkeys.mac_key,
+        &new_bytes[..new.signed_len],
+        &new.mac
+    ));
 
     let (_, entries) = open_pw(tmp.path()).unwrap();
     assert_eq!(names(&entries), ["a", "c"]);
@@ -405,7 +470,10 @@ fn remove_of_unknown_name_fails() {
     let (mut ks, _) = open_pw(tmp.path()).unwrap();
 
     let err = ks.remove("zz").unwrap_err();
-    assert!(matches!(err, KeystoreError::NoSuchKey(ref n) if n == "zz"), "{err}");
+    assert!(
+        matches!(err, KeystoreError::NoSuchKey(ref n) if n == "zz"),
+        "{err}"
+    );
     assert_eq!(keystore_bytes(tmp.path()), before);
 }
 
@@ -414,8 +482,13 @@ fn change_passphrase_accepts_new_and_rejects_old() {
     let tmp = two_entry_keystore();
     let old = format::parse(&keystore_bytes(tmp.path())).unwrap();
     let (mut ks, _) = open_pw(tmp.path()).unwrap();
-    let new_kdf = KdfParams { m_cost_kib: 16, t_cost: 2, p_cost: 1 };
-    ks.change_passphrase(&passphrase("new"), new_kdf, TEST).unwrap();
+    let new_kdf = KdfParams {
+        m_cost_kib: 16,
+        t_cost: 2,
+        p_cost: 1,
+    };
+    ks.change_passphrase(&passphrase("new"), new_kdf, TEST)
+        .unwrap();
 
     let err = open_pw(tmp.path()).unwrap_err();
     assert!(matches!(err, KeystoreError::WrongPassphrase), "{err}");
@@ -427,7 +500,10 @@ fn change_passphrase_accepts_new_and_rejects_old() {
     assert_ne!(new.header.salt, old.header.salt);
     assert_ne!(new.header.wrapped_key, old.header.wrapped_key);
     assert!(ks.verify_passphrase(&passphrase("new")).is_ok());
-    assert!(matches!(ks.verify_passphrase(&passphrase("pw")), Err(KeystoreError::WrongPassphrase)));
+    assert!(matches!(
+        ks.verify_passphrase(&passphrase("pw")),
+        Err(KeystoreError::WrongPassphrase)
+    ));
 
     // The handle that changed it keeps working.
     ks.add(vec![entry("c")]).unwrap();
@@ -439,7 +515,9 @@ fn write_after_other_passphrase_change_is_changed_on_disk() {
     let tmp = two_entry_keystore();
     let (mut first, _) = open_pw(tmp.path()).unwrap();
     let (mut second, _) = open_pw(tmp.path()).unwrap();
-    second.change_passphrase(&passphrase("new"), KdfParams::insecure_test(), TEST).unwrap();
+    second
+        .change_passphrase(&passphrase("new"), KdfParams::insecure_test(), TEST)
+        .unwrap();
     let after_change = keystore_bytes(tmp.path());
 
     let err = first.add(vec![entry("c")]).unwrap_err();
@@ -492,7 +570,8 @@ fn writes_leave_no_temp_file() {
     let tmp = two_entry_keystore();
     let (mut ks, _) = open_pw(tmp.path()).unwrap();
     ks.remove("a").unwrap();
-    ks.change_passphrase(&passphrase("new"), KdfParams::insecure_test(), TEST).unwrap();
+    ks.change_passphrase(&passphrase("new"), KdfParams::insecure_test(), TEST)
+        .unwrap();
     assert_eq!(dir_listing(tmp.path()), [KEYSTORE_FILE, LOCK_FILE]);
 }
 
@@ -514,7 +593,10 @@ fn write_syncs_file_then_renames_then_syncs_directory() {
 
     hook::take_log();
     ks.add(vec![entry("c")]).unwrap();
-    assert_eq!(hook::take_log(), ["write", "fsync file", "rename", "fsync directory"]);
+    assert_eq!(
+        hook::take_log(),
+        ["write", "fsync file", "rename", "fsync directory"]
+    );
 }
 
 #[test]
@@ -531,7 +613,11 @@ fn failed_write_keeps_old_file_and_removes_temp() {
         let err = result.unwrap_err();
         assert!(matches!(err, KeystoreError::Io { .. }), "{step}: {err}");
         assert_eq!(keystore_bytes(tmp.path()), before, "{step}");
-        assert_eq!(dir_listing(tmp.path()), [KEYSTORE_FILE, LOCK_FILE], "{step}");
+        assert_eq!(
+            dir_listing(tmp.path()),
+            [KEYSTORE_FILE, LOCK_FILE],
+            "{step}"
+        );
         assert_eq!(ks.catalog().entries.len(), 2, "{step}");
         assert!(open_pw(tmp.path()).is_ok(), "{step}");
     }
@@ -558,5 +644,8 @@ fn verify_passphrase_checks_held_key() {
     let tmp = two_entry_keystore();
     let (ks, _) = open_pw(tmp.path()).unwrap();
     assert!(ks.verify_passphrase(&passphrase("pw")).is_ok());
-    assert!(matches!(ks.verify_passphrase(&passphrase("pW")), Err(KeystoreError::WrongPassphrase)));
+    assert!(matches!(
+        ks.verify_passphrase(&passphrase("pW")),
+        Err(KeystoreError::WrongPassphrase)
+    ));
 }
