@@ -65,7 +65,7 @@ pub struct RawEntry {
     pub meta_bytes: Vec<u8>,
     pub nonce: [u8; NONCE_LEN],
     pub ciphertext: Vec<u8>,
-    /// Where the whole entry sits in the file; tests splice entries with it.
+    /// Byte range of the whole entry in the file, used by tests that splice entries.
     #[cfg_attr(not(test), allow(dead_code))]
     pub span: Range<usize>,
 }

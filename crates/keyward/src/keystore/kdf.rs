@@ -12,7 +12,7 @@ pub const KDF_NAME: &str = "argon2id";
 
 /// Production floors. The memory floor is the Argon2id minimum of the OWASP
 /// Password Storage Cheat Sheet (19 MiB); the work floor m × t ≥ 65,536
-/// (64 MiB in one pass) asks for more passes when memory is low.
+/// (64 MiB in one pass) requires more passes when memory is low.
 pub const MIN_M_COST_KIB: u32 = 19_456;
 pub const MIN_T_COST: u32 = 1;
 pub const MIN_P_COST: u32 = 1;
@@ -110,10 +110,10 @@ impl KdfParams {
     }
 
     /// Measures Argon2id on this machine and picks parameters for which one
-    /// derivation takes about `target`: 256 MiB of memory unless a single
-    /// pass over it already takes longer than `target` (then less memory, but
-    /// never below the floors), p = 1 because the argon2 crate computes lanes
-    /// one after another, and as many passes as fit.
+    /// derivation takes about `target`. Memory is 256 MiB, or less (never
+    /// below the floors) if a single pass over 256 MiB exceeds `target`.
+    /// Passes fill the rest of `target`. p = 1 because the argon2 crate
+    /// computes lanes one after another.
     pub fn calibrate(target: Duration) -> Result<KdfParams, KeystoreError> {
         let probe = KdfParams {
             m_cost_kib: PREFERRED_M_COST_KIB,

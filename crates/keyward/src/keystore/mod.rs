@@ -45,7 +45,7 @@ pub struct KdfParams {
     pub p_cost: u32,
 }
 
-/// Which lower bounds apply to KDF parameters. The caps always apply.
+/// Policy for the lower bounds of KDF parameters. The caps always apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KdfPolicy {
     /// Floors enforced.
@@ -159,8 +159,8 @@ pub fn read_catalog(dir: &Path) -> Result<Catalog, KeystoreError> {
     parse_catalog(&file::read_keystore(dir)?)
 }
 
-/// Decodes a keystore file without verifying it. Accepts any bytes and
-/// returns an error, never panics, on malformed input.
+/// Decodes a keystore file without verifying it. Malformed input of any kind
+/// returns an error; the fuzz-style tests feed it truncated and flipped files.
 pub fn parse_catalog(bytes: &[u8]) -> Result<Catalog, KeystoreError> {
     Ok(catalog_of(&format::parse(bytes)?))
 }
@@ -321,7 +321,7 @@ impl Unlocked {
         }
     }
 
-    /// The verified metadata as of the last read or write through this handle.
+    /// Returns the verified metadata as of the last read or write through this handle.
     pub fn catalog(&self) -> Catalog {
         self.catalog.clone()
     }
@@ -464,7 +464,7 @@ impl Keys {
     }
 }
 
-/// How a write changes the keystore key.
+/// The change a write makes to the keystore key.
 enum Rekey {
     Keep,
     NewKeystoreKey,
