@@ -5,6 +5,9 @@
 //! The keystore does not know key types: it stores type and purpose as
 //! strings, the public key as bytes and the private key as opaque secret
 //! bytes. Callers check that a private key matches its public key.
+//!
+//! NOTE: putting back an older complete copy of the file (rollback) is not
+//! detected; that needs state kept outside the keystore.
 
 mod crypto;
 mod file;
@@ -146,6 +149,9 @@ pub enum KeystoreError {
     /// An entry to be written breaks a limit of the format.
     #[error("invalid key entry {name:?}: {what}")]
     InvalidEntry { name: String, what: String },
+    /// A write would exceed the entry count or file size limit.
+    #[error("the keystore is full: {what}; remove keys first")]
+    Full { what: String },
     /// Another process held the lock for too long.
     #[error("the keystore lock {path} is held by another process; try again later")]
     Locked { path: PathBuf },
@@ -546,24 +552,46 @@ fn encode_file(keys: &Keys, generation: u64, entries: &[Entry]) -> Result<Vec<u8
         wrap_nonce: keys.wrap_nonce,
         wrapped_key: keys.wrapped_key.clone(),
     };
-    let subkeys = crypto::subkeys(&keys.keystore_key, &keys.keystore_id)?;
-
-    let mut out = format::encode_header(&header);
-    format::put_u32(&mut out, entries.len() as u32);
-    for entry in entries {
-        let meta_bytes = check_entry(entry)?;
-        let nonce = crypto::random_bytes::<{ format::NONCE_LEN }>();
-        let aad = crypto::entry_aad(&keys.keystore_id, generation, &meta_bytes);
-        let ciphertext = crypto::seal(&subkeys.entry_key, &nonce, &aad, entry.private.expose());
-        format::put_entry(&mut out, &meta_bytes, &nonce, &ciphertext);
-    }
-    if entries.len() > MAX_ENTRIES as usize || out.len() as u64 + 36 > MAX_FILE_LEN {
-        return Err(KeystoreError::Malformed {
+    if entries.len() > MAX_ENTRIES as usize {
+        return Err(KeystoreError::Full {
             what: format!(
-                "the keystore would exceed its limits ({MAX_ENTRIES} entries, {MAX_FILE_LEN} bytes); remove keys first"
+                "{} keys, more than the limit of {MAX_ENTRIES}",
+                entries.len()
             ),
         });
     }
+    let mut encoded_metas = Vec::with_capacity(entries.len());
+    for entry in entries {
+        encoded_metas.push(check_entry(entry)?);
+    }
+
+    // Check the final size before encrypting anything.
+    let mut out = format::encode_header(&header);
+    let entries_len: u64 = entries
+        .iter()
+        .zip(&encoded_metas)
+        .map(|(entry, meta)| {
+            (meta.len() + 4 + format::NONCE_LEN + 4 + entry.private.len() + format::TAG_LEN) as u64
+        })
+        .sum();
+    let total_len = out.len() as u64 + 4 + entries_len + 4 + format::MAC_LEN as u64;
+    if total_len > MAX_FILE_LEN {
+        return Err(KeystoreError::Full {
+            what: format!(
+                "the file would be {total_len} bytes, more than the limit of {MAX_FILE_LEN}"
+            ),
+        });
+    }
+
+    let subkeys = crypto::subkeys(&keys.keystore_key, &keys.keystore_id)?;
+    format::put_u32(&mut out, entries.len() as u32);
+    for (entry, meta_bytes) in entries.iter().zip(&encoded_metas) {
+        let nonce = crypto::random_bytes::<{ format::NONCE_LEN }>();
+        let aad = crypto::entry_aad(&keys.keystore_id, generation, meta_bytes);
+        let ciphertext = crypto::seal(&subkeys.entry_key, &nonce, &aad, entry.private.expose());
+        format::put_entry(&mut out, meta_bytes, &nonce, &ciphertext);
+    }
+    debug_assert_eq!(out.len() as u64 + 4 + format::MAC_LEN as u64, total_len);
 
     let mac = crypto::mac(&subkeys.mac_key, &out);
     format::put_string(&mut out, &mac);

@@ -710,3 +710,20 @@ fn parse_catalog_survives_mutated_input() {
         let _ = parse_catalog(&bytes);
     }
 }
+
+#[test]
+fn add_beyond_file_size_limit_is_full() {
+    let tmp = two_entry_keystore();
+    let before = keystore_bytes(tmp.path());
+    let (mut ks, _) = open_pw(tmp.path()).unwrap();
+
+    let big = |i: usize| {
+        let mut e = entry(&format!("big{i}"));
+        e.private = SecretBuf::new(MAX_PRIVATE_LEN).unwrap();
+        e
+    };
+    let entries: Vec<Entry> = (0..64).map(big).collect();
+    let err = ks.add(entries).unwrap_err();
+    assert!(matches!(err, KeystoreError::Full { .. }), "{err}");
+    assert_eq!(keystore_bytes(tmp.path()), before);
+}
