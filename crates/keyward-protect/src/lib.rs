@@ -4,6 +4,7 @@
 //! crate declares `#![forbid(unsafe_code)]` and reaches the kernel's memory and
 //! process controls through the safe functions here.
 
+pub mod fd;
 pub mod memory;
 pub mod peer;
 pub mod process;

@@ -1,0 +1,289 @@
+//! `keyward daemon`: start-up, detaching, the accept loops and signals.
+
+mod audit;
+mod connection;
+mod sockets;
+mod state;
+mod status;
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use keyward::places::{ADMIN_SOCKET, AGENT_SOCKET};
+use keyward::service::{AuditEvent, AuditSink, Service};
+use tokio::net::UnixListener;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::cli::DaemonArgs;
+use crate::context::Context;
+use crate::error::{CliError, Result};
+use crate::passphrase;
+use state::DaemonState;
+
+static STARTED: OnceLock<Instant> = OnceLock::new();
+
+/// When the daemon started, for `uptime_s`.
+pub fn started() -> Instant {
+    *STARTED.get_or_init(Instant::now)
+}
+
+/// Test-only: idle sealing counted in seconds instead of minutes.
+const TEST_IDLE_SECONDS: &str = "KEYWARD_TEST_IDLE_SECONDS";
+
+pub fn run(context: &Context, args: DaemonArgs) -> Result<()> {
+    // No core dumps and no same-uid ptrace before any secret is read, in
+    // every mode.
+    keyward_protect::process::harden_process().map_err(|error| CliError::failed(format!("cannot harden the process: {error}")))?;
+
+    if !args.foreground && args.ready_fd.is_none() {
+        return detach(context, &args);
+    }
+    started();
+    init_logging();
+
+    let keystore_dir = context.keystore_dir()?;
+    let socket_dir = context.daemon_socket_dir()?;
+    let config_file = context.config_file(&keystore_dir);
+    let daemon_uid = rustix::process::getuid().as_raw();
+
+    let (config, policy) = state::load_config(config_file.as_ref(), daemon_uid).map_err(CliError::failed)?;
+    let public = state::public_view(&keystore_dir).map_err(|error| {
+        CliError::failed(format!("cannot read the keystore in {}: {error}", keystore_dir.display()))
+            .hint("create one with `keyward init`, or point --keystore at it")
+    })?;
+    let audit = Arc::new(
+        audit::Audit::new(&config.daemon.audit_log, config.daemon.audit, config.daemon.audit_fail_closed)
+            .map_err(|error| CliError::failed(format!("cannot open the audit log: {error}")))?,
+    );
+
+    let socket_group = match &config.daemon.socket_group {
+        None => None,
+        Some(keyward::config::Principal::Id(gid)) => Some(*gid),
+        Some(keyward::config::Principal::Name(name)) => Some(
+            nix::unistd::Group::from_name(name)
+                .ok()
+                .flatten()
+                .map(|group| group.gid.as_raw())
+                .ok_or_else(|| CliError::failed(format!("socket_group: no group named {name:?}")))?,
+        ),
+    };
+    let mut dir = sockets::SocketDir::open(&socket_dir, daemon_uid)?;
+    let agent_mode = if socket_group.is_some() { 0o660 } else { 0o600 };
+    // Admins named in the configuration may be in any group, so their
+    // access is checked by peer credentials alone; otherwise the mode
+    // admits only root and the daemon's user.
+    let admin_mode = if config.daemon.admins.is_empty() { 0o600 } else { 0o666 };
+    let agent_socket = dir.bind(AGENT_SOCKET, agent_mode, socket_group)?;
+    let admin_socket = dir.bind(ADMIN_SOCKET, admin_mode, None)?;
+
+    for rule in &config.keys {
+        if !public.iter().any(|key| key.meta.name == rule.name) {
+            tracing::warn!(key = %rule.name, "the configuration has a rule for a key that does not exist");
+        }
+    }
+
+    let service = Service::new(policy, public, audit.clone());
+    let state = Arc::new(DaemonState::new(
+        service,
+        audit.clone(),
+        keystore_dir.clone(),
+        dir.path.clone(),
+        config_file,
+        daemon_uid,
+        config,
+    ));
+    audit.record(&AuditEvent::new("started"));
+    tracing::info!(socket = %agent_socket.path.display(), admin = %admin_socket.path.display(), keystore = %keystore_dir.display(), "serving");
+
+    // A passphrase at start: from the fd, or from the terminal when one is
+    // attached. Without either the daemon starts sealed.
+    let start_passphrase = match args.passphrase.passphrase_fd {
+        Some(fd) => Some(passphrase::keystore(Some(fd), "")?),
+        None if args.ready_fd.is_none() && std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+            Some(passphrase::keystore(None, "Keystore passphrase (to unseal now): ")?)
+        }
+        None => None,
+    };
+    if let Some(passphrase) = start_passphrase {
+        if let Err(failure) = state.unseal(&passphrase) {
+            let error = CliError::failed(format!("cannot unseal: {}", failure.message));
+            report_ready(args.ready_fd, Err(&error.to_string()));
+            dir.remove_sockets();
+            return Err(error);
+        }
+    }
+    report_ready(args.ready_fd, Ok(state.service.state().as_str()));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| CliError::failed(format!("cannot start the runtime: {error}")))?;
+    let outcome = runtime.block_on(serve(state.clone(), agent_socket.listener, admin_socket.listener));
+    state.seal("stopping");
+    dir.remove_sockets();
+    audit.record(&AuditEvent::new("stopped"));
+    tracing::info!("stopped");
+    outcome
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYWARD_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+async fn serve(state: Arc<DaemonState>, agent: std::os::unix::net::UnixListener, admin: std::os::unix::net::UnixListener) -> Result<()> {
+    let listen = |listener: std::os::unix::net::UnixListener| -> Result<UnixListener> {
+        listener.set_nonblocking(true).map_err(|error| CliError::failed(error.to_string()))?;
+        UnixListener::from_std(listener).map_err(|error| CliError::failed(error.to_string()))
+    };
+    let agent = listen(agent)?;
+    let admin = listen(admin)?;
+    let signal_error = |error: std::io::Error| CliError::failed(format!("cannot install signal handlers: {error}"));
+    let mut terminate = signal(SignalKind::terminate()).map_err(signal_error)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_error)?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(signal_error)?;
+    let mut user1 = signal(SignalKind::user_defined1()).map_err(signal_error)?;
+    let mut idle_check = tokio::time::interval(Duration::from_secs(1));
+
+    loop {
+        tokio::select! {
+            accepted = agent.accept() => match accepted {
+                Ok((stream, _)) => { tokio::spawn(connection::serve_agent(stream, state.clone())); }
+                Err(error) => accept_failed(error).await,
+            },
+            accepted = admin.accept() => match accepted {
+                Ok((stream, _)) => { tokio::spawn(connection::serve_admin(stream, state.clone())); }
+                Err(error) => accept_failed(error).await,
+            },
+            _ = terminate.recv() => { tracing::info!("SIGTERM: sealing and stopping"); return Ok(()); }
+            _ = interrupt.recv() => { tracing::info!("SIGINT: sealing and stopping"); return Ok(()); }
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: reloading the configuration");
+                let state = state.clone();
+                let _ = tokio::task::spawn_blocking(move || state.reload()).await;
+            }
+            _ = user1.recv() => {
+                tracing::info!("SIGUSR1: sealing");
+                let state = state.clone();
+                let _ = tokio::task::spawn_blocking(move || state.seal("SIGUSR1")).await;
+            }
+            _ = idle_check.tick() => {
+                if let Some(limit) = idle_limit(&state) {
+                    if state.service.keys().is_some() && state.service.idle_for() >= limit {
+                        let state = state.clone();
+                        let _ = tokio::task::spawn_blocking(move || state.seal("idle")).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn idle_limit(state: &DaemonState) -> Option<Duration> {
+    if let Some(seconds) = std::env::var(TEST_IDLE_SECONDS).ok().and_then(|value| value.parse::<u64>().ok()) {
+        return (seconds > 0).then(|| Duration::from_secs(seconds));
+    }
+    let minutes = state.config.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).daemon.idle_seal_minutes;
+    (minutes > 0).then(|| Duration::from_secs(minutes * 60))
+}
+
+/// Keeps serving after an accept error (out of file descriptors, say),
+/// pausing briefly so a full descriptor table does not spin the loop.
+async fn accept_failed(error: std::io::Error) {
+    tracing::warn!(%error, "accept failed; retrying shortly");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+/// Tells a waiting parent how start-up went.
+fn report_ready(fd: Option<i32>, outcome: std::result::Result<&str, &str>) {
+    let Some(fd) = fd else { return };
+    let Ok(mut file) = keyward_protect::fd::take_fd(fd) else { return };
+    let line = match outcome {
+        Ok(state) => format!("ok {state}\n"),
+        Err(error) => format!("{error}\n"),
+    };
+    let _ = file.write_all(line.as_bytes());
+}
+
+/// Starts the daemon again in the background with `--ready-fd`, in a new
+/// session, and waits until it serves (or failed).
+fn detach(context: &Context, args: &DaemonArgs) -> Result<()> {
+    let socket_dir = context.daemon_socket_dir()?;
+    let log_file = args.log_file.clone().unwrap_or_else(|| socket_dir.join("daemon.log"));
+
+    // Ask for the passphrase here, where the terminal is.
+    let passphrase = match args.passphrase.passphrase_fd {
+        Some(fd) => Some(passphrase::read_fd(fd)?),
+        None if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+            Some(zeroize::Zeroizing::new(passphrase::keystore(None, "Keystore passphrase (to unseal now): ")?.expose().to_vec()))
+        }
+        None => None,
+    };
+
+    let pipe_error = |error: rustix::io::Errno| CliError::failed(format!("cannot create a pipe: {error}"));
+    let (ready_read, ready_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(pipe_error)?;
+    inheritable(&ready_write)?;
+    let mut command = std::process::Command::new(std::env::current_exe().map_err(|error| CliError::failed(error.to_string()))?);
+    if let Some(dir) = &context.places.keystore {
+        command.arg("--keystore").arg(dir);
+    }
+    command.arg("--socket-dir").arg(&socket_dir);
+    if let Some(config) = &context.places.config {
+        command.arg("--config").arg(config);
+    }
+    command.arg("daemon").arg("--ready-fd").arg(ready_write.as_raw_fd().to_string());
+    if args.allow_insecure_memory {
+        command.arg("--allow-insecure-memory");
+    }
+
+    let mut passphrase_pipe = None;
+    if passphrase.is_some() {
+        let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(pipe_error)?;
+        inheritable(&read)?;
+        command.arg("--passphrase-fd").arg(read.as_raw_fd().to_string());
+        passphrase_pipe = Some((read, write));
+    }
+
+    std::fs::create_dir_all(&socket_dir).ok();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_file)
+        .map_err(|error| CliError::failed(format!("cannot open the log file {}: {error}", log_file.display())))?;
+    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+    command.process_group(0);
+
+    let child = command.spawn().map_err(|error| CliError::failed(format!("cannot start the daemon: {error}")))?;
+    drop(ready_write);
+    if let (Some((read, write)), Some(passphrase)) = (passphrase_pipe, passphrase) {
+        drop(read);
+        let mut writer = std::fs::File::from(write);
+        writer.write_all(&passphrase).map_err(|error| CliError::failed(format!("cannot pass the passphrase on: {error}")))?;
+    }
+
+    let mut outcome = String::new();
+    let _ = std::fs::File::from(ready_read).read_to_string(&mut outcome);
+    let outcome = outcome.trim();
+    match outcome.strip_prefix("ok ") {
+        Some(state) => {
+            eprintln!("keyward daemon running (pid {}), {state}", child.id());
+            eprintln!("SSH_AUTH_SOCK={}", Path::new(&socket_dir).join(AGENT_SOCKET).display());
+            Ok(())
+        }
+        None if outcome.is_empty() => Err(CliError::failed(format!(
+            "the daemon stopped during start-up; see {}",
+            log_file.display()
+        ))),
+        None => Err(CliError::failed(outcome.trim_start_matches("error: ").to_owned())),
+    }
+}
+
+fn inheritable(fd: &OwnedFd) -> Result<()> {
+    rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())
+        .map_err(|error| CliError::failed(format!("cannot pass a pipe to the daemon: {error}")))
+}

@@ -1,0 +1,294 @@
+//! The daemon's state and the operations that change it: unseal, seal,
+//! reload, and keystore changes made inside the daemon.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use keyward::admin::NewKey;
+use keyward::config::Config;
+use keyward::keys::{generate, KeyType, LoadedKey, Purpose};
+use keyward::keystore::{self, Entry, EntryMeta, KdfPolicy, Unlocked};
+use keyward::policy::{NameResolver, Policy};
+use keyward::secret::{Passphrase, SecretBuf};
+use keyward::service::{AuditEvent, KeySet, PublicKeyInfo, Service};
+
+use super::audit::Audit;
+use crate::context;
+
+/// How long sealing waits for operations already running.
+pub const SEAL_GRACE: Duration = Duration::from_secs(5);
+
+/// An operation's failure, with the exit code the CLI reports.
+pub struct Failure {
+    pub code: u32,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn failed(message: impl Into<String>) -> Self {
+        Failure { code: 1, message: message.into() }
+    }
+
+    pub fn sealed() -> Self {
+        Failure { code: 4, message: "the daemon is sealed".into() }
+    }
+}
+
+pub struct DaemonState {
+    pub service: Service,
+    pub audit: Arc<Audit>,
+    pub keystore_dir: PathBuf,
+    pub socket_dir: PathBuf,
+    pub config_file: Option<PathBuf>,
+    pub daemon_uid: u32,
+    pub kdf_policy: KdfPolicy,
+    pub config: Mutex<Config>,
+    /// The open keystore while unsealed; `None` while sealed.
+    unlocked: Mutex<Option<Unlocked>>,
+    /// Failed unseal attempts and when the last one failed.
+    unseal_failures: Mutex<(u32, Option<Instant>)>,
+}
+
+/// Looks names up in the system's user and group databases.
+pub struct SystemNames;
+
+impl NameResolver for SystemNames {
+    fn user_id(&self, name: &str) -> Option<u32> {
+        nix::unistd::User::from_name(name).ok().flatten().map(|user| user.uid.as_raw())
+    }
+
+    fn group_id(&self, name: &str) -> Option<u32> {
+        nix::unistd::Group::from_name(name).ok().flatten().map(|group| group.gid.as_raw())
+    }
+}
+
+/// Reads and resolves the configuration file.
+pub fn load_config(path: Option<&PathBuf>, daemon_uid: u32) -> Result<(Config, Policy), String> {
+    let config = match path {
+        None => Config::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+            Config::parse(&text).map_err(|error| format!("{}: {error}", path.display()))?
+        }
+    };
+    let policy = Policy::resolve(&config, daemon_uid, &SystemNames).map_err(|error| match path {
+        Some(path) => format!("{}: {error}", path.display()),
+        None => error.to_string(),
+    })?;
+    Ok((config, policy))
+}
+
+/// Reads the public keys of the keystore (while sealed, unverified).
+pub fn public_view(dir: &std::path::Path) -> Result<Vec<PublicKeyInfo>, String> {
+    let catalog = keystore::read_catalog(dir).map_err(|error| error.to_string())?;
+    Ok(catalog.entries.into_iter().map(PublicKeyInfo::from_meta).collect())
+}
+
+fn load_keys(entries: Vec<Entry>) -> Result<KeySet, String> {
+    let mut keys = Vec::with_capacity(entries.len());
+    for entry in entries {
+        keys.push(LoadedKey::load(entry.meta, entry.private).map_err(|error| error.to_string())?);
+    }
+    Ok(KeySet::new(keys))
+}
+
+impl DaemonState {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        service: Service,
+        audit: Arc<Audit>,
+        keystore_dir: PathBuf,
+        socket_dir: PathBuf,
+        config_file: Option<PathBuf>,
+        daemon_uid: u32,
+        config: Config,
+    ) -> Self {
+        DaemonState {
+            service,
+            audit,
+            keystore_dir,
+            socket_dir,
+            config_file,
+            daemon_uid,
+            kdf_policy: context::kdf_policy(),
+            config: Mutex::new(config),
+            unlocked: Mutex::new(None),
+            unseal_failures: Mutex::new((0, None)),
+        }
+    }
+
+    fn lifecycle(&self, event: &str, reason: Option<&str>) {
+        let mut record = AuditEvent::new(event);
+        record.reason = reason;
+        use keyward::service::AuditSink;
+        self.audit.record(&record);
+    }
+
+    /// How long the next unseal attempt must wait after earlier failures:
+    /// doubling from one second, capped at 30 seconds.
+    pub fn unseal_delay(&self) -> Duration {
+        let failures = self.unseal_failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match *failures {
+            (0, _) | (_, None) => Duration::ZERO,
+            (count, Some(last)) => {
+                let wait = Duration::from_secs(1u64 << (count - 1).min(5)).min(Duration::from_secs(30));
+                wait.saturating_sub(last.elapsed())
+            }
+        }
+    }
+
+    /// Unseals with `passphrase`. Blocking: runs the KDF.
+    pub fn unseal(&self, passphrase: &Passphrase) -> Result<usize, Failure> {
+        let mut unlocked = self.unlocked.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if unlocked.is_some() {
+            return Ok(self.service.keys().map(|keys| keys.len()).unwrap_or(0));
+        }
+        let opened = Unlocked::open(&self.keystore_dir, passphrase, self.kdf_policy);
+        let (store, entries) = match opened {
+            Ok(opened) => opened,
+            Err(error) => {
+                let mut failures = self.unseal_failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                failures.0 = failures.0.saturating_add(1);
+                failures.1 = Some(Instant::now());
+                drop(failures);
+                self.lifecycle("unseal-failed", Some(&error.to_string()));
+                tracing::warn!(%error, "unseal failed");
+                return Err(Failure::failed(error.to_string()));
+            }
+        };
+        let keys = load_keys(entries).map_err(|error| {
+            self.lifecycle("unseal-failed", Some(&error));
+            Failure::failed(error)
+        })?;
+        let count = keys.len();
+        self.service.unseal(keys);
+        *unlocked = Some(store);
+        *self.unseal_failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = (0, None);
+        self.lifecycle("unsealed", None);
+        tracing::info!(keys = count, "unsealed");
+        Ok(count)
+    }
+
+    /// Seals: wipes every key. Blocking: waits for running operations.
+    pub fn seal(&self, why: &str) {
+        let mut unlocked = self.unlocked.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let was_unsealed = unlocked.take().is_some();
+        if !self.service.seal(SEAL_GRACE) {
+            tracing::warn!("operations were still running after the grace period; their keys are wiped when they finish");
+        }
+        if was_unsealed {
+            self.lifecycle("sealed", Some(why));
+            tracing::info!(reason = why, "sealed");
+        }
+    }
+
+    /// Re-reads the configuration; a broken file keeps the old one.
+    pub fn reload(&self) -> Result<(), Failure> {
+        let (config, policy) = load_config(self.config_file.as_ref(), self.daemon_uid).map_err(|error| {
+            self.lifecycle("reload-failed", Some(&error));
+            tracing::error!(%error, "reload failed; the previous configuration stays in force");
+            Failure::failed(format!("{error}; the previous configuration stays in force"))
+        })?;
+        for rule in &config.keys {
+            if !self.service.public_keys().iter().any(|key| key.meta.name == rule.name) {
+                tracing::warn!(key = %rule.name, "the configuration has a rule for a key that does not exist");
+            }
+        }
+        if let Err(error) = self.audit.reconfigure(&config.daemon.audit_log, config.daemon.audit, config.daemon.audit_fail_closed) {
+            tracing::error!(%error, "cannot reopen the audit log");
+        }
+        self.service.set_policy(policy);
+        *self.config.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = config;
+        if self.service.keys().is_none() {
+            match public_view(&self.keystore_dir) {
+                Ok(public) => self.service.set_public_keys(public),
+                Err(error) => tracing::error!(%error, "cannot re-read the keystore's public keys"),
+            }
+        }
+        self.lifecycle("reloaded", None);
+        tracing::info!("configuration reloaded");
+        Ok(())
+    }
+
+    /// Applies a change to the open keystore and installs the new key set.
+    fn change(&self, apply: impl FnOnce(&mut Unlocked) -> Result<(), keystore::KeystoreError>) -> Result<(), Failure> {
+        let mut guard = self.unlocked.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(unlocked) = guard.as_mut() else { return Err(Failure::sealed()) };
+        apply(unlocked).map_err(|error| Failure::failed(error.to_string()))?;
+        let entries = unlocked.reopen().map_err(|error| Failure::failed(error.to_string()))?;
+        let keys = load_keys(entries).map_err(Failure::failed)?;
+        // Swap the new set in; the old one is wiped once running
+        // operations release it.
+        self.service.unseal(keys);
+        Ok(())
+    }
+
+    /// Generates a key inside the daemon. Returns its fingerprint.
+    pub fn keygen(&self, key_type: &str, name: &str, purpose: &str, comment: &str, not_before: u64, not_after: u64) -> Result<String, Failure> {
+        let key_type = KeyType::parse(key_type).map_err(|error| Failure::failed(error.to_string()))?;
+        let purpose = Purpose::parse(purpose).map_err(|error| Failure::failed(error.to_string()))?;
+        key_type.check_purpose(purpose).map_err(|error| Failure::failed(error.to_string()))?;
+        let generated = generate::generate(key_type).map_err(|error| Failure::failed(error.to_string()))?;
+        let meta = EntryMeta {
+            name: name.to_owned(),
+            key_type: key_type.to_string(),
+            purpose: purpose.to_string(),
+            public_key: generated.public_blob,
+            comment: comment.to_owned(),
+            created: context::now(),
+            not_before: (not_before != 0).then_some(not_before),
+            not_after: (not_after != 0).then_some(not_after),
+            attributes: Vec::new(),
+        };
+        let fingerprint = keyward::keys::fingerprint(&meta.public_key);
+        self.change(|unlocked| unlocked.add(vec![Entry { meta, private: generated.private }]))?;
+        self.lifecycle("key-generated", None);
+        tracing::info!(key = name, %fingerprint, "generated a key");
+        Ok(fingerprint)
+    }
+
+    pub fn import(&self, keys: Vec<NewKey>) -> Result<(), Failure> {
+        let now = context::now();
+        let mut entries = Vec::with_capacity(keys.len());
+        for key in keys {
+            let private = SecretBuf::from_slice(&key.private).map_err(|error| Failure::failed(error.to_string()))?;
+            let meta = EntryMeta {
+                name: key.name,
+                key_type: key.key_type,
+                purpose: key.purpose,
+                public_key: key.public_key,
+                comment: key.comment,
+                created: now,
+                not_before: (key.not_before != 0).then_some(key.not_before),
+                not_after: (key.not_after != 0).then_some(key.not_after),
+                attributes: key.attributes,
+            };
+            // Check each key before anything is written: all or nothing.
+            LoadedKey::load(meta.clone(), private.try_clone().map_err(|error| Failure::failed(error.to_string()))?)
+                .map_err(|error| Failure::failed(error.to_string()))?;
+            entries.push(Entry { meta, private });
+        }
+        self.change(|unlocked| unlocked.add(entries))?;
+        self.lifecycle("keys-imported", None);
+        Ok(())
+    }
+
+    pub fn remove(&self, name: &str) -> Result<(), Failure> {
+        self.change(|unlocked| unlocked.remove(name))?;
+        self.lifecycle("key-removed", None);
+        tracing::info!(key = name, "removed a key; the keystore was re-keyed");
+        Ok(())
+    }
+
+    pub fn passwd(&self, old: &Passphrase, new: &Passphrase) -> Result<(), Failure> {
+        let policy = self.kdf_policy;
+        self.change(|unlocked| {
+            unlocked.verify_passphrase(old)?;
+            let kdf = unlocked.catalog().kdf;
+            unlocked.change_passphrase(new, kdf, policy)
+        })?;
+        self.lifecycle("passphrase-changed", None);
+        Ok(())
+    }
+}
