@@ -4,8 +4,10 @@
 //! crate declares `#![forbid(unsafe_code)]` and reaches the kernel's memory and
 //! process controls through the safe functions here.
 
+mod arena;
 pub mod memory;
 pub mod peer;
 pub mod process;
 
-pub use memory::{MemoryError, MemoryMode, SecretBuf};
+pub use arena::ArenaUsage;
+pub use memory::{arena_usage, init_memory, memory_mode, MemoryError, MemoryMode, MemoryPolicy, SecretBuf};

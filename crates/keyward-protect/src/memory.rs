@@ -1,8 +1,19 @@
 //! Storage for secret bytes: private keys, the keystore key, passphrases.
+//!
+//! All `SecretBuf`s of the process share one arena (see `arena.rs`) once
+//! `init_memory` has chosen its backing. Before that, and when the operator
+//! accepted insecure memory, they are zeroizing heap buffers.
 
 use std::fmt;
+use std::ptr::NonNull;
+use std::slice;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use rustix::io::Errno;
 use zeroize::Zeroize;
+
+use crate::arena::{Arena, ArenaUsage, Backing, MapError};
 
 /// Where secret bytes live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -11,7 +22,8 @@ pub enum MemoryMode {
     MemfdSecret,
     /// `mlock`ed anonymous pages marked `MADV_DONTDUMP`.
     Mlock,
-    /// Ordinary heap pages; only with an explicit insecure opt-in.
+    /// Ordinary heap pages: before `init_memory`, or after it with an
+    /// explicit insecure opt-in.
     None,
 }
 
@@ -24,15 +36,23 @@ impl MemoryMode {
             MemoryMode::None => "none",
         }
     }
+
+    fn from_backing(backing: Backing) -> Self {
+        match backing {
+            Backing::MemfdSecret => MemoryMode::MemfdSecret,
+            Backing::Mlock => MemoryMode::Mlock,
+        }
+    }
 }
 
 /// Failure to provide protected memory.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum MemoryError {
-    /// The kernel refused every protected mapping; the message says why.
+    /// The kernel refused every protected mapping. The message gives the
+    /// errno of each attempt and the fix.
     Unavailable(String),
-    /// The arena is full.
+    /// The arena is full and the kernel refused to lock another chunk.
     Exhausted { requested: usize },
 }
 
@@ -40,28 +60,186 @@ impl fmt::Display for MemoryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             MemoryError::Unavailable(why) => write!(f, "protected memory is unavailable: {why}"),
-            MemoryError::Exhausted { requested } => {
-                write!(f, "protected memory is exhausted ({requested} bytes requested)")
-            }
+            MemoryError::Exhausted { requested } => write!(
+                f,
+                "protected memory is exhausted: the kernel refused to lock memory for \
+                 {requested} more bytes (RLIMIT_MEMLOCK, the memory cgroup or \
+                 vm.max_map_count is reached); raise LimitMEMLOCK or hold fewer keys"
+            ),
         }
     }
 }
 
 impl std::error::Error for MemoryError {}
 
+/// Fallbacks that `init_memory` may use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryPolicy {
+    /// Use ordinary heap memory when neither `memfd_secret` nor `mlock` works.
+    pub allow_insecure: bool,
+}
+
+static ARENA: Mutex<Option<Arena>> = Mutex::new(None);
+
+const MODE_NONE: u8 = 0;
+const MODE_MEMFD_SECRET: u8 = 1;
+const MODE_MLOCK: u8 = 2;
+
+/// Copy of the arena's backing, readable without the lock.
+static MODE: AtomicU8 = AtomicU8::new(MODE_NONE);
+
+fn lock_arena() -> MutexGuard<'static, Option<Arena>> {
+    // The arena's bookkeeping stays consistent across a panic elsewhere, and
+    // dropping a SecretBuf must not panic, so a poisoned lock is still used.
+    ARENA.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Sets up the process's secret arena: `memfd_secret(2)` pages where the
+/// kernel has them, else `mlock`ed pages.
+///
+/// Returns the mode now in force. A second call after success returns the
+/// same mode; a call after an insecure fallback tries again. When neither
+/// backing works, returns `MemoryError::Unavailable` with the reasons, or
+/// `MemoryMode::None` if `policy.allow_insecure` is set.
+pub fn init_memory(policy: MemoryPolicy) -> Result<MemoryMode, MemoryError> {
+    init_with_backings(policy, &[Backing::MemfdSecret, Backing::Mlock])
+}
+
+/// Like `init_memory`, but never tries `memfd_secret`, so tests can exercise
+/// the `mlock` fallback on kernels that have `memfd_secret`.
+#[doc(hidden)]
+pub fn init_memory_without_memfd_secret(policy: MemoryPolicy) -> Result<MemoryMode, MemoryError> {
+    init_with_backings(policy, &[Backing::Mlock])
+}
+
+fn init_with_backings(policy: MemoryPolicy, backings: &[Backing]) -> Result<MemoryMode, MemoryError> {
+    let mut arena = lock_arena();
+    if let Some(existing) = arena.as_ref() {
+        return Ok(MemoryMode::from_backing(existing.backing()));
+    }
+
+    let mut failures = Vec::new();
+    for &backing in backings {
+        match Arena::new(backing) {
+            Ok(new) => {
+                let mode = MemoryMode::from_backing(backing);
+                MODE.store(mode_code(mode), Ordering::Release);
+                *arena = Some(new);
+                return Ok(mode);
+            }
+            Err(err) => failures.push((backing, err)),
+        }
+    }
+
+    if policy.allow_insecure {
+        return Ok(MemoryMode::None);
+    }
+    Err(MemoryError::Unavailable(explain_failures(&failures)))
+}
+
+fn mode_code(mode: MemoryMode) -> u8 {
+    match mode {
+        MemoryMode::None => MODE_NONE,
+        MemoryMode::MemfdSecret => MODE_MEMFD_SECRET,
+        MemoryMode::Mlock => MODE_MLOCK,
+    }
+}
+
+/// Builds a message like "memfd_secret: ENOSYS; mlock: EPERM (RLIMIT_MEMLOCK
+/// 64 KiB)" followed by what the operator can do.
+fn explain_failures(failures: &[(Backing, MapError)]) -> String {
+    let reasons: Vec<String> = failures
+        .iter()
+        .map(|(backing, err)| {
+            let name = errno_name(err.errno);
+            if err.call == backing.name() {
+                format!("{}: {name}", backing.name())
+            } else {
+                format!("{}: {name} from {}", backing.name(), err.call)
+            }
+        })
+        .collect();
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Memlock).current;
+    format!(
+        "{} (RLIMIT_MEMLOCK {}). Raise the locked-memory limit (LimitMEMLOCK= in the \
+         systemd unit, or ulimit -l), or run with --allow-insecure-memory to keep \
+         secrets in ordinary memory that can reach swap",
+        reasons.join("; "),
+        format_bytes(limit),
+    )
+}
+
+fn errno_name(errno: Errno) -> String {
+    let name = match errno {
+        Errno::NOSYS => "ENOSYS",
+        Errno::PERM => "EPERM",
+        Errno::AGAIN => "EAGAIN",
+        Errno::NOMEM => "ENOMEM",
+        Errno::INVAL => "EINVAL",
+        Errno::MFILE => "EMFILE",
+        Errno::NFILE => "ENFILE",
+        Errno::ACCESS => "EACCES",
+        _ => return format!("errno {}", errno.raw_os_error()),
+    };
+    name.to_owned()
+}
+
+/// Formats a resource limit in bytes; `None` is unlimited.
+pub(crate) fn format_bytes(limit: Option<u64>) -> String {
+    match limit {
+        None => "unlimited".to_owned(),
+        Some(bytes) if bytes >= 1 << 20 && bytes % (1 << 20) == 0 => format!("{} MiB", bytes >> 20),
+        Some(bytes) if bytes >= 1 << 10 && bytes % (1 << 10) == 0 => format!("{} KiB", bytes >> 10),
+        Some(bytes) => format!("{bytes} bytes"),
+    }
+}
+
+/// Returns where new `SecretBuf`s are placed.
+pub fn memory_mode() -> MemoryMode {
+    match MODE.load(Ordering::Acquire) {
+        MODE_MEMFD_SECRET => MemoryMode::MemfdSecret,
+        MODE_MLOCK => MemoryMode::Mlock,
+        _ => MemoryMode::None,
+    }
+}
+
+/// Returns the arena's chunk count and sizes; all zero before `init_memory`
+/// or in insecure mode.
+pub fn arena_usage() -> ArenaUsage {
+    lock_arena().as_ref().map(Arena::usage).unwrap_or_default()
+}
+
+enum Storage {
+    Heap(Box<[u8]>),
+    /// A block of the process arena, owned by this buffer alone.
+    Arena { block: NonNull<u8>, len: usize },
+}
+
 /// A fixed-length buffer of secret bytes, wiped when dropped.
 ///
 /// `Debug` prints only the length.
 pub struct SecretBuf {
-    // TODO: move into the protected arena; until then this is a zeroizing
-    // heap buffer and `memory_mode()` reports `None`.
-    bytes: Box<[u8]>,
+    storage: Storage,
 }
 
+// SAFETY: a SecretBuf owns its block exclusively, like a Box<[u8]>; shared
+// references give out only `&[u8]`, and the arena's bookkeeping is behind a Mutex.
+unsafe impl Send for SecretBuf {}
+// SAFETY: as for Send; `&SecretBuf` allows only reads of the bytes.
+unsafe impl Sync for SecretBuf {}
+
 impl SecretBuf {
-    /// Allocates `len` zero bytes.
+    /// Allocates `len` zero bytes in the arena, or on the heap before
+    /// `init_memory` and in insecure mode.
     pub fn new(len: usize) -> Result<Self, MemoryError> {
-        Ok(SecretBuf { bytes: vec![0u8; len].into_boxed_slice() })
+        if len > 0 {
+            let mut arena = lock_arena();
+            if let Some(arena) = arena.as_mut() {
+                let block = arena.alloc(len).map_err(|_| MemoryError::Exhausted { requested: len })?;
+                return Ok(SecretBuf { storage: Storage::Arena { block, len } });
+            }
+        }
+        Ok(SecretBuf { storage: Storage::Heap(vec![0u8; len].into_boxed_slice()) })
     }
 
     /// Copies `bytes` into a new buffer. The caller wipes its own copy.
@@ -72,32 +250,55 @@ impl SecretBuf {
     }
 
     pub fn len(&self) -> usize {
-        self.bytes.len()
+        match &self.storage {
+            Storage::Heap(bytes) => bytes.len(),
+            Storage::Arena { len, .. } => *len,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+        self.len() == 0
     }
 
     /// Borrows the secret bytes.
     pub fn expose(&self) -> &[u8] {
-        &self.bytes
+        match &self.storage {
+            Storage::Heap(bytes) => bytes,
+            // SAFETY: the arena gave this buffer alone a block of at least
+            // `len` bytes, and unmaps a chunk only after all its blocks are
+            // freed, which for this block happens in `drop`.
+            Storage::Arena { block, len } => unsafe { slice::from_raw_parts(block.as_ptr(), *len) },
+        }
     }
 
     /// Borrows the secret bytes for writing.
     pub fn expose_mut(&mut self) -> &mut [u8] {
-        &mut self.bytes
+        match &mut self.storage {
+            Storage::Heap(bytes) => bytes,
+            // SAFETY: as in `expose`, and `&mut self` makes this the only borrow.
+            Storage::Arena { block, len } => unsafe { slice::from_raw_parts_mut(block.as_ptr(), *len) },
+        }
     }
 
     /// Copies the buffer into new protected memory.
     pub fn try_clone(&self) -> Result<Self, MemoryError> {
         Self::from_slice(self.expose())
     }
+
+    /// Whether the bytes are in the arena rather than on the heap.
+    pub fn is_protected(&self) -> bool {
+        matches!(self.storage, Storage::Arena { .. })
+    }
 }
 
 impl Drop for SecretBuf {
     fn drop(&mut self) {
-        self.bytes.zeroize();
+        self.expose_mut().zeroize();
+        if let Storage::Arena { block, len } = self.storage {
+            if let Some(arena) = lock_arena().as_mut() {
+                arena.free(block, len);
+            }
+        }
     }
 }
 
@@ -107,7 +308,55 @@ impl fmt::Debug for SecretBuf {
     }
 }
 
-/// Returns where new `SecretBuf`s are placed.
-pub fn memory_mode() -> MemoryMode {
-    MemoryMode::None
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_bytes() {
+        let buf = SecretBuf::from_slice(b"hunter2").unwrap();
+        assert_eq!(format!("{buf:?}"), "SecretBuf([REDACTED; 7])");
+    }
+
+    #[test]
+    fn new_buffer_is_zeroed() {
+        let buf = SecretBuf::new(100).unwrap();
+        assert_eq!(buf.expose(), &[0u8; 100][..]);
+    }
+
+    #[test]
+    fn empty_buffer_allocates_nothing() {
+        let buf = SecretBuf::new(0).unwrap();
+        assert!(buf.is_empty());
+        assert!(!buf.is_protected());
+    }
+
+    #[test]
+    fn clone_copies_bytes() {
+        let mut buf = SecretBuf::new(33).unwrap();
+        buf.expose_mut()[32] = 7;
+        let copy = buf.try_clone().unwrap();
+        assert_eq!(copy.expose(), buf.expose());
+    }
+
+    #[test]
+    fn unavailable_message_names_errno_and_fix() {
+        let failures = [
+            (Backing::MemfdSecret, MapError { call: "memfd_secret", errno: Errno::NOSYS }),
+            (Backing::Mlock, MapError { call: "mlock", errno: Errno::PERM }),
+        ];
+        let message = explain_failures(&failures);
+        assert!(message.starts_with("memfd_secret: ENOSYS; mlock: EPERM (RLIMIT_MEMLOCK "), "{message}");
+        assert!(message.contains("LimitMEMLOCK="), "{message}");
+        assert!(message.contains("--allow-insecure-memory"), "{message}");
+    }
+
+    #[test]
+    fn format_bytes_uses_binary_units() {
+        assert_eq!(format_bytes(None), "unlimited");
+        assert_eq!(format_bytes(Some(64 << 10)), "64 KiB");
+        assert_eq!(format_bytes(Some(8 << 20)), "8 MiB");
+        assert_eq!(format_bytes(Some(1000)), "1000 bytes");
+        assert_eq!(format_bytes(Some(0)), "0 bytes");
+    }
 }
