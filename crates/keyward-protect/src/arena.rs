@@ -55,7 +55,10 @@ impl MapError {
 
     fn last(call: &'static str) -> Self {
         let raw = io::Error::last_os_error().raw_os_error().unwrap_or(0);
-        MapError { call, errno: Errno::from_raw_os_error(raw) }
+        MapError {
+            call,
+            errno: Errno::from_raw_os_error(raw),
+        }
     }
 
     /// Returns true when a smaller mapping might still succeed: the
@@ -94,7 +97,12 @@ impl Chunk {
     fn new(base: NonNull<u8>, len: usize) -> Self {
         let mut free = BTreeMap::new();
         free.insert(0, len);
-        Chunk { base, len, free, used: 0 }
+        Chunk {
+            base,
+            len,
+            free,
+            used: 0,
+        }
     }
 
     fn offset_of(&self, block: NonNull<u8>) -> Option<usize> {
@@ -160,7 +168,11 @@ impl Arena {
     /// Creates an arena and maps its first chunk, which proves that the
     /// backing works under the current limits.
     pub(crate) fn new(backing: Backing) -> Result<Self, MapError> {
-        let mut arena = Arena { backing, chunks: Vec::new(), page_size: rustix::param::page_size() };
+        let mut arena = Arena {
+            backing,
+            chunks: Vec::new(),
+            page_size: rustix::param::page_size(),
+        };
         arena.grow(BLOCK_ALIGN)?;
         Ok(arena)
     }
@@ -180,7 +192,9 @@ impl Arena {
         }
 
         let chunk = self.grow(size)?;
-        let offset = chunk.take(size).ok_or(MapError::new("alloc", Errno::NOMEM))?;
+        let offset = chunk
+            .take(size)
+            .ok_or(MapError::new("alloc", Errno::NOMEM))?;
         Ok(block_at(chunk, offset))
     }
 
@@ -189,13 +203,21 @@ impl Arena {
     /// `block` and `len` must be a pointer returned by `alloc` and the length
     /// passed to it, and the block must not be used afterwards.
     pub(crate) fn free(&mut self, block: NonNull<u8>, len: usize) {
-        let Some(size) = round_up(len.max(1), BLOCK_ALIGN) else { return };
-        let Some(index) = self.chunks.iter().position(|c| c.offset_of(block).is_some()) else {
+        let Some(size) = round_up(len.max(1), BLOCK_ALIGN) else {
+            return;
+        };
+        let Some(index) = self
+            .chunks
+            .iter()
+            .position(|c| c.offset_of(block).is_some())
+        else {
             debug_assert!(false, "block is in no chunk of this arena");
             return;
         };
         let chunk = &mut self.chunks[index];
-        let Some(offset) = chunk.offset_of(block) else { return };
+        let Some(offset) = chunk.offset_of(block) else {
+            return;
+        };
         debug_assert!(offset % BLOCK_ALIGN == 0 && offset + size <= chunk.len);
 
         // SAFETY: the block is `size` bytes inside this chunk's mapping
@@ -207,7 +229,8 @@ impl Arena {
         // others so their locked memory goes back to the limit.
         let oversized = chunk.len > CHUNK_SIZE;
         let empty_chunks = self.chunks.iter().filter(|c| c.used == 0).count();
-        if self.chunks[index].used == 0 && self.chunks.len() > 1 && (oversized || empty_chunks > 1) {
+        if self.chunks[index].used == 0 && self.chunks.len() > 1 && (oversized || empty_chunks > 1)
+        {
             self.chunks.swap_remove(index);
         }
     }
@@ -426,7 +449,9 @@ mod tests {
     fn grows_new_chunk_when_full() {
         let mut arena = arena();
         let per_chunk = CHUNK_SIZE / 64;
-        let blocks: Vec<_> = (0..per_chunk + 1).map(|_| arena.alloc(64).unwrap()).collect();
+        let blocks: Vec<_> = (0..per_chunk + 1)
+            .map(|_| arena.alloc(64).unwrap())
+            .collect();
         assert_eq!(arena.usage().chunks, 2);
         assert_eq!(arena.usage().used_bytes, (per_chunk + 1) * 64);
 
@@ -441,7 +466,10 @@ mod tests {
         let mut arena = match Arena::new(Backing::Mlock) {
             Ok(arena) => arena,
             Err(err) => {
-                eprintln!("skipped: mlock is not permitted here ({} from {})", err.errno, err.call);
+                eprintln!(
+                    "skipped: mlock is not permitted here ({} from {})",
+                    err.errno, err.call
+                );
                 return;
             }
         };

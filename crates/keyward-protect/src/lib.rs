@@ -10,4 +10,8 @@ pub mod peer;
 pub mod process;
 
 pub use arena::ArenaUsage;
-pub use memory::{arena_usage, init_memory, memory_mode, MemoryError, MemoryMode, MemoryPolicy, SecretBuf};
+pub use memory::{
+    arena_usage, init_memory, memory_mode, MemoryError, MemoryMode, MemoryPolicy, SecretBuf,
+};
+pub use peer::peer_groups;
+pub use process::{harden_process, lock_all_memory, measure, set_umask, Protections, UmaskGuard};

@@ -112,7 +112,10 @@ pub fn init_memory_without_memfd_secret(policy: MemoryPolicy) -> Result<MemoryMo
     init_with_backings(policy, &[Backing::Mlock])
 }
 
-fn init_with_backings(policy: MemoryPolicy, backings: &[Backing]) -> Result<MemoryMode, MemoryError> {
+fn init_with_backings(
+    policy: MemoryPolicy,
+    backings: &[Backing],
+) -> Result<MemoryMode, MemoryError> {
     let mut arena = lock_arena();
     if let Some(existing) = arena.as_ref() {
         return Ok(MemoryMode::from_backing(existing.backing()));
@@ -212,7 +215,10 @@ pub fn arena_usage() -> ArenaUsage {
 enum Storage {
     Heap(Box<[u8]>),
     /// A block of the process arena, owned by this buffer alone.
-    Arena { block: NonNull<u8>, len: usize },
+    Arena {
+        block: NonNull<u8>,
+        len: usize,
+    },
 }
 
 /// A fixed-length buffer of secret bytes, wiped when dropped.
@@ -235,11 +241,17 @@ impl SecretBuf {
         if len > 0 {
             let mut arena = lock_arena();
             if let Some(arena) = arena.as_mut() {
-                let block = arena.alloc(len).map_err(|_| MemoryError::Exhausted { requested: len })?;
-                return Ok(SecretBuf { storage: Storage::Arena { block, len } });
+                let block = arena
+                    .alloc(len)
+                    .map_err(|_| MemoryError::Exhausted { requested: len })?;
+                return Ok(SecretBuf {
+                    storage: Storage::Arena { block, len },
+                });
             }
         }
-        Ok(SecretBuf { storage: Storage::Heap(vec![0u8; len].into_boxed_slice()) })
+        Ok(SecretBuf {
+            storage: Storage::Heap(vec![0u8; len].into_boxed_slice()),
+        })
     }
 
     /// Copies `bytes` into a new buffer. The caller wipes its own copy.
@@ -276,7 +288,9 @@ impl SecretBuf {
         match &mut self.storage {
             Storage::Heap(bytes) => bytes,
             // SAFETY: as in `expose`, and `&mut self` makes this the only borrow.
-            Storage::Arena { block, len } => unsafe { slice::from_raw_parts_mut(block.as_ptr(), *len) },
+            Storage::Arena { block, len } => unsafe {
+                slice::from_raw_parts_mut(block.as_ptr(), *len)
+            },
         }
     }
 
@@ -342,11 +356,26 @@ mod tests {
     #[test]
     fn unavailable_message_names_errno_and_fix() {
         let failures = [
-            (Backing::MemfdSecret, MapError { call: "memfd_secret", errno: Errno::NOSYS }),
-            (Backing::Mlock, MapError { call: "mlock", errno: Errno::PERM }),
+            (
+                Backing::MemfdSecret,
+                MapError {
+                    call: "memfd_secret",
+                    errno: Errno::NOSYS,
+                },
+            ),
+            (
+                Backing::Mlock,
+                MapError {
+                    call: "mlock",
+                    errno: Errno::PERM,
+                },
+            ),
         ];
         let message = explain_failures(&failures);
-        assert!(message.starts_with("memfd_secret: ENOSYS; mlock: EPERM (RLIMIT_MEMLOCK "), "{message}");
+        assert!(
+            message.starts_with("memfd_secret: ENOSYS; mlock: EPERM (RLIMIT_MEMLOCK "),
+            "{message}"
+        );
         assert!(message.contains("LimitMEMLOCK="), "{message}");
         assert!(message.contains("--allow-insecure-memory"), "{message}");
     }
