@@ -11,7 +11,8 @@ pub mod process;
 
 pub use arena::ArenaUsage;
 pub use memory::{
-    arena_usage, init_memory, memory_mode, MemoryError, MemoryMode, MemoryPolicy, SecretBuf,
+    arena_usage, init_memory, memory_mode, MemoryError, MemoryMode, MemoryPolicy, SecretBox,
+    SecretBuf,
 };
 pub use peer::peer_groups;
 pub use process::{harden_process, lock_all_memory, measure, set_umask, Protections, UmaskGuard};

@@ -322,9 +322,109 @@ impl fmt::Debug for SecretBuf {
     }
 }
 
+/// A value of type `T` in the secret arena, zeroized and dropped in place.
+///
+/// Meant for key types that are plain data, such as ed25519-dalek's
+/// `SigningKey`, p256's `SigningKey` or x25519-dalek's `StaticSecret`. Heap
+/// memory that `T` itself owns (a `Vec` field) stays on the ordinary heap.
+/// Before `init_memory` and in insecure mode the value is in a `Box`.
+///
+/// `Debug` prints only the type name.
+pub struct SecretBox<T: Zeroize> {
+    storage: BoxStorage<T>,
+}
+
+enum BoxStorage<T> {
+    Heap(Box<T>),
+    /// A block of the process arena holding one initialised `T`.
+    Arena(NonNull<T>),
+}
+
+// SAFETY: a SecretBox owns its value exclusively, like a Box<T>, and the
+// arena's bookkeeping is behind a Mutex.
+unsafe impl<T: Zeroize + Send> Send for SecretBox<T> {}
+// SAFETY: `&SecretBox<T>` gives out only `&T`, so sharing it is sharing `&T`.
+unsafe impl<T: Zeroize + Sync> Sync for SecretBox<T> {}
+
+impl<T: Zeroize> SecretBox<T> {
+    /// Moves `value` into the arena.
+    ///
+    /// NOTE: a move is a plain copy, so the bytes of `value` also remain in
+    /// the caller's stack frame until overwritten. Build the value right
+    /// before this call, in a frame that returns soon.
+    pub fn new(value: T) -> Result<Self, MemoryError> {
+        const { assert!(std::mem::align_of::<T>() <= crate::arena::BLOCK_ALIGN) };
+        let size = std::mem::size_of::<T>();
+        if size > 0 {
+            let mut arena = lock_arena();
+            if let Some(arena) = arena.as_mut() {
+                let block = arena
+                    .alloc(size)
+                    .map_err(|_| MemoryError::Exhausted { requested: size })?;
+                let slot = block.cast::<T>();
+                // SAFETY: the block has room for `size` bytes, is aligned to 16
+                // bytes (at least T's alignment, checked above) and is owned by
+                // nothing else, so writing a T there is sound.
+                unsafe { slot.as_ptr().write(value) };
+                return Ok(SecretBox {
+                    storage: BoxStorage::Arena(slot),
+                });
+            }
+        }
+        Ok(SecretBox {
+            storage: BoxStorage::Heap(Box::new(value)),
+        })
+    }
+
+    /// Borrows the value.
+    pub fn expose(&self) -> &T {
+        match &self.storage {
+            BoxStorage::Heap(value) => value,
+            // SAFETY: the slot holds an initialised T owned by this box until drop.
+            BoxStorage::Arena(slot) => unsafe { slot.as_ref() },
+        }
+    }
+
+    /// Borrows the value for writing.
+    pub fn expose_mut(&mut self) -> &mut T {
+        match &mut self.storage {
+            BoxStorage::Heap(value) => value,
+            // SAFETY: as in `expose`, and `&mut self` makes this the only borrow.
+            BoxStorage::Arena(slot) => unsafe { slot.as_mut() },
+        }
+    }
+
+    /// Whether the value is in the arena rather than on the heap.
+    pub fn is_protected(&self) -> bool {
+        matches!(self.storage, BoxStorage::Arena(_))
+    }
+}
+
+impl<T: Zeroize> Drop for SecretBox<T> {
+    fn drop(&mut self) {
+        self.expose_mut().zeroize();
+        if let BoxStorage::Arena(slot) = self.storage {
+            // SAFETY: the slot holds an initialised T that nothing else will
+            // use or drop, so it is dropped exactly once here.
+            unsafe { std::ptr::drop_in_place(slot.as_ptr()) };
+            if let Some(arena) = lock_arena().as_mut() {
+                arena.free(slot.cast(), std::mem::size_of::<T>());
+            }
+        }
+    }
+}
+
+impl<T: Zeroize> fmt::Debug for SecretBox<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretBox<{}>([REDACTED])", std::any::type_name::<T>())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
 
     #[test]
     fn debug_hides_bytes() {
@@ -387,5 +487,37 @@ mod tests {
         assert_eq!(format_bytes(Some(8 << 20)), "8 MiB");
         assert_eq!(format_bytes(Some(1000)), "1000 bytes");
         assert_eq!(format_bytes(Some(0)), "0 bytes");
+    }
+
+    #[derive(Zeroize)]
+    struct CountsDrops {
+        bytes: [u8; 40],
+        #[zeroize(skip)]
+        drops: Arc<AtomicUsize>,
+    }
+
+    impl Drop for CountsDrops {
+        fn drop(&mut self) {
+            self.drops.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn secret_box_drops_value_once() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let boxed = SecretBox::new(CountsDrops {
+            bytes: [9; 40],
+            drops: drops.clone(),
+        })
+        .unwrap();
+        assert_eq!(boxed.expose().bytes, [9; 40]);
+        drop(boxed);
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn secret_box_debug_hides_value() {
+        let boxed = SecretBox::new([1u8; 32]).unwrap();
+        assert_eq!(format!("{boxed:?}"), "SecretBox<[u8; 32]>([REDACTED])");
     }
 }

@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 
 use keyward_protect::{
     arena_usage, harden_process, init_memory, lock_all_memory, measure, memory_mode, MemoryError,
-    MemoryMode, MemoryPolicy, SecretBuf,
+    MemoryMode, MemoryPolicy, SecretBox, SecretBuf,
 };
 
 const CHILD_ENV: &str = "KEYWARD_PROTECT_CHILD";
@@ -566,3 +566,38 @@ child_test!(
         assert!(!measure().mlockall);
     }
 );
+
+child_test!(secret_box_value_lives_in_arena, RunAs::Same, {
+    let mode = init_memory(STRICT).unwrap();
+
+    // Shaped like an expanded Ed25519 key: a scalar and a hash prefix.
+    let mut boxed = SecretBox::new([[0x11u8; 32], [0x22u8; 32]]).unwrap();
+    assert!(boxed.is_protected());
+    boxed.expose_mut()[1][0] = 0x33;
+    assert_eq!(boxed.expose()[0], [0x11; 32]);
+    assert_eq!(boxed.expose()[1][0], 0x33);
+    assert_eq!(arena_usage().used_bytes, 64);
+
+    let address = boxed.expose().as_ptr() as usize;
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let mapping = maps
+        .lines()
+        .find(|line| {
+            let (start, end) = line
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .split_once('-')
+                .unwrap();
+            let start = usize::from_str_radix(start, 16).unwrap();
+            let end = usize::from_str_radix(end, 16).unwrap();
+            start <= address && address < end
+        })
+        .unwrap();
+    if mode == MemoryMode::MemfdSecret {
+        assert!(mapping.contains("secretmem"), "{mapping}");
+    }
+
+    drop(boxed);
+    assert_eq!(arena_usage().used_bytes, 0);
+});
