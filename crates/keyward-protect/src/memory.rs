@@ -228,7 +228,7 @@ pub struct SecretBuf {
     storage: Storage,
 }
 
-// SAFETY: a SecretBuf owns its block exclusively, like a Box<[u8]>; shared
+// SAFETY: a SecretBuf owns its block exclusively, like a Box<[u8]>. Shared
 // references give out only `&[u8]`, and the arena's bookkeeping is behind a Mutex.
 unsafe impl Send for SecretBuf {}
 // SAFETY: as for Send; `&SecretBuf` allows only reads of the bytes.
@@ -299,7 +299,7 @@ impl SecretBuf {
         Self::from_slice(self.expose())
     }
 
-    /// Whether the bytes are in the arena rather than on the heap.
+    /// Returns true when the bytes are in the arena rather than on the heap.
     pub fn is_protected(&self) -> bool {
         matches!(self.storage, Storage::Arena { .. })
     }
@@ -380,7 +380,7 @@ impl<T: Zeroize> SecretBox<T> {
     pub fn expose(&self) -> &T {
         match &self.storage {
             BoxStorage::Heap(value) => value,
-            // SAFETY: the slot holds an initialised T owned by this box until drop.
+            // SAFETY: the slot contains an initialised T owned by this box until drop.
             BoxStorage::Arena(slot) => unsafe { slot.as_ref() },
         }
     }
@@ -394,7 +394,7 @@ impl<T: Zeroize> SecretBox<T> {
         }
     }
 
-    /// Whether the value is in the arena rather than on the heap.
+    /// Returns true when the value is in the arena rather than on the heap.
     pub fn is_protected(&self) -> bool {
         matches!(self.storage, BoxStorage::Arena(_))
     }
@@ -404,7 +404,7 @@ impl<T: Zeroize> Drop for SecretBox<T> {
     fn drop(&mut self) {
         self.expose_mut().zeroize();
         if let BoxStorage::Arena(slot) = self.storage {
-            // SAFETY: the slot holds an initialised T that nothing else will
+            // SAFETY: the slot contains an initialised T that nothing else will
             // use or drop, so it is dropped exactly once here.
             unsafe { std::ptr::drop_in_place(slot.as_ptr()) };
             if let Some(arena) = lock_arena().as_mut() {

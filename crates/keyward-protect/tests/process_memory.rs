@@ -403,6 +403,34 @@ fn check_secret_hidden_from_proc_mem() {
     println!("note: direct read of the key page: {direct:?}");
     assert!(direct.is_err(), "read the key page through /proc/self/mem");
 
+    // process_vm_readv pins the pages it reads, which the kernel refuses for
+    // memfd_secret memory.
+    let mut copy = [0u8; 32];
+    let local = libc::iovec {
+        iov_base: copy.as_mut_ptr().cast(),
+        iov_len: copy.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: key_address as *mut libc::c_void,
+        iov_len: 32,
+    };
+    // SAFETY: `local` points at a 32-byte buffer owned here; `remote` is only
+    // read by the kernel, which checks it.
+    let copied = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    let vm_error = std::io::Error::last_os_error();
+    println!("note: process_vm_readv of the key: {copied} ({vm_error})");
+    assert_eq!(copied, -1, "process_vm_readv copied the key");
+
+    // Control: the same call copies the heap canary.
+    let remote = libc::iovec {
+        iov_base: canary.as_mut_ptr().cast(),
+        iov_len: 32,
+    };
+    // SAFETY: as above; both buffers are 32 bytes and owned here.
+    let copied = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    assert_eq!(copied, 32, "process_vm_readv failed on the heap canary");
+    assert_eq!(copy[..], canary[..]);
+
     // Both stay alive, and so in memory, until the scans are over.
     drop(canary);
     drop(key);
