@@ -64,7 +64,7 @@ impl MapError {
     /// Returns true when a smaller mapping might still succeed: the
     /// locked-memory limit, a memory cgroup or the map count was reached, not
     /// a missing feature.
-    fn is_resource_limit(&self) -> bool {
+    pub(crate) fn is_resource_limit(&self) -> bool {
         matches!(self.errno, Errno::AGAIN | Errno::NOMEM | Errno::PERM)
     }
 }
@@ -200,9 +200,12 @@ impl Arena {
 
     /// Zeroizes a block and returns it to its chunk.
     ///
-    /// `block` and `len` must be a pointer returned by `alloc` and the length
-    /// passed to it, and the block must not be used afterwards.
-    pub(crate) fn free(&mut self, block: NonNull<u8>, len: usize) {
+    /// # Safety
+    ///
+    /// `block` and `len` must be a pointer returned by `alloc` of this arena
+    /// and the length passed to it, not freed before, and no reference to
+    /// the block may be used afterwards.
+    pub(crate) unsafe fn free(&mut self, block: NonNull<u8>, len: usize) {
         let Some(size) = round_up(len.max(1), BLOCK_ALIGN) else {
             return;
         };
@@ -364,6 +367,12 @@ mod tests {
         unsafe { slice::from_raw_parts(block.as_ptr(), len) }.to_vec()
     }
 
+    fn release(arena: &mut Arena, block: NonNull<u8>, len: usize) {
+        // SAFETY: every test frees each block it allocated once, with its
+        // allocation length, and reads freed blocks only through `read_raw`.
+        unsafe { arena.free(block, len) };
+    }
+
     fn write_raw(block: NonNull<u8>, len: usize, byte: u8) {
         // SAFETY: the block was allocated with at least `len` bytes and is
         // referenced nowhere else.
@@ -382,9 +391,9 @@ mod tests {
         assert_eq!(c.as_ptr() as usize - b.as_ptr() as usize, 32);
         assert_eq!(arena.usage().used_bytes, 16 + 32 + 32);
 
-        arena.free(a, 1);
-        arena.free(b, 17);
-        arena.free(c, 32);
+        release(&mut arena, a, 1);
+        release(&mut arena, b, 17);
+        release(&mut arena, c, 32);
         assert_eq!(arena.usage().used_bytes, 0);
     }
 
@@ -395,7 +404,7 @@ mod tests {
         write_raw(first, 64, 0xA5);
         let _neighbour = arena.alloc(64).unwrap();
 
-        arena.free(first, 64);
+        release(&mut arena, first, 64);
         assert_eq!(read_raw(first, 64), vec![0u8; 64]);
 
         let again = arena.alloc(48).unwrap();
@@ -410,10 +419,10 @@ mod tests {
         let chunk_len = arena.usage().mapped_bytes;
 
         // Free out of order so merging happens both before and after.
-        arena.free(blocks[1], 32);
-        arena.free(blocks[3], 32);
-        arena.free(blocks[2], 32);
-        arena.free(blocks[0], 32);
+        release(&mut arena, blocks[1], 32);
+        release(&mut arena, blocks[3], 32);
+        release(&mut arena, blocks[2], 32);
+        release(&mut arena, blocks[0], 32);
 
         let chunk = &arena.chunks[0];
         assert_eq!(chunk.free.len(), 1, "free list: {:?}", chunk.free);
@@ -423,7 +432,7 @@ mod tests {
         let whole = arena.alloc(chunk_len).unwrap();
         assert_eq!(whole, blocks[0]);
         assert_eq!(arena.usage().chunks, 1);
-        arena.free(whole, chunk_len);
+        release(&mut arena, whole, chunk_len);
     }
 
     #[test]
@@ -437,8 +446,8 @@ mod tests {
         assert!(usage.mapped_bytes >= CHUNK_SIZE + large_len);
 
         write_raw(large, large_len, 0x5A);
-        arena.free(large, large_len);
-        arena.free(small, 64);
+        release(&mut arena, large, large_len);
+        release(&mut arena, small, 64);
 
         // One empty chunk stays mapped for the next allocation.
         assert_eq!(arena.usage().chunks, 1);
@@ -456,7 +465,7 @@ mod tests {
         assert_eq!(arena.usage().used_bytes, (per_chunk + 1) * 64);
 
         for block in blocks {
-            arena.free(block, 64);
+            release(&mut arena, block, 64);
         }
         assert_eq!(arena.usage().chunks, 1);
     }
@@ -475,7 +484,7 @@ mod tests {
         };
         let block = arena.alloc(40).unwrap();
         assert_eq!(read_raw(block, 40), vec![0u8; 40]);
-        arena.free(block, 40);
+        release(&mut arena, block, 40);
         assert_eq!(arena.backing(), Backing::Mlock);
     }
 }

@@ -49,8 +49,8 @@ impl MemoryMode {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum MemoryError {
-    /// The kernel refused every protected mapping. The message gives the
-    /// errno of each attempt and the fix.
+    /// The kernel refused every protected mapping at `init_memory`, or a new
+    /// chunk for a reason other than a limit. The message gives each errno.
     Unavailable(String),
     /// The arena is full and the kernel refused to lock another chunk.
     Exhausted { requested: usize },
@@ -172,6 +172,21 @@ fn explain_failures(failures: &[(Backing, MapError)]) -> String {
     )
 }
 
+/// Converts a failure to add a chunk: `Exhausted` when a limit was reached,
+/// else `Unavailable` with the failed call (EMFILE from memfd_secret when the
+/// process is out of file descriptors, for example).
+fn growth_error(backing: Backing, requested: usize, err: MapError) -> MemoryError {
+    if err.is_resource_limit() {
+        return MemoryError::Exhausted { requested };
+    }
+    MemoryError::Unavailable(format!(
+        "{}: {} from {} while mapping another chunk for {requested} bytes",
+        backing.name(),
+        errno_name(err.errno),
+        err.call
+    ))
+}
+
 fn errno_name(errno: Errno) -> String {
     let name = match errno {
         Errno::NOSYS => "ENOSYS",
@@ -243,7 +258,7 @@ impl SecretBuf {
             if let Some(arena) = arena.as_mut() {
                 let block = arena
                     .alloc(len)
-                    .map_err(|_| MemoryError::Exhausted { requested: len })?;
+                    .map_err(|err| growth_error(arena.backing(), len, err))?;
                 return Ok(SecretBuf {
                     storage: Storage::Arena { block, len },
                 });
@@ -310,7 +325,9 @@ impl Drop for SecretBuf {
         self.expose_mut().zeroize();
         if let Storage::Arena { block, len } = self.storage {
             if let Some(arena) = lock_arena().as_mut() {
-                arena.free(block, len);
+                // SAFETY: the block came from `alloc(len)`, this drop runs
+                // once, and `self` cannot be used after it.
+                unsafe { arena.free(block, len) };
             }
         }
     }
@@ -360,7 +377,7 @@ impl<T: Zeroize> SecretBox<T> {
             if let Some(arena) = arena.as_mut() {
                 let block = arena
                     .alloc(size)
-                    .map_err(|_| MemoryError::Exhausted { requested: size })?;
+                    .map_err(|err| growth_error(arena.backing(), size, err))?;
                 let slot = block.cast::<T>();
                 // SAFETY: the block has room for `size` bytes, is aligned to 16
                 // bytes (at least T's alignment, checked above) and is owned by
@@ -408,7 +425,9 @@ impl<T: Zeroize> Drop for SecretBox<T> {
             // use or drop, so it is dropped exactly once here.
             unsafe { std::ptr::drop_in_place(slot.as_ptr()) };
             if let Some(arena) = lock_arena().as_mut() {
-                arena.free(slot.cast(), std::mem::size_of::<T>());
+                // SAFETY: the slot came from `alloc(size_of::<T>())` and its
+                // value was dropped above; this drop runs once.
+                unsafe { arena.free(slot.cast(), std::mem::size_of::<T>()) };
             }
         }
     }
@@ -478,6 +497,29 @@ mod tests {
         );
         assert!(message.contains("LimitMEMLOCK="), "{message}");
         assert!(message.contains("--allow-insecure-memory"), "{message}");
+    }
+
+    #[test]
+    fn growth_error_separates_limits_from_failures() {
+        let limit = MapError {
+            call: "mmap",
+            errno: Errno::AGAIN,
+        };
+        let error = growth_error(Backing::MemfdSecret, 64, limit);
+        assert!(
+            matches!(error, MemoryError::Exhausted { requested: 64 }),
+            "{error:?}"
+        );
+
+        let no_fds = MapError {
+            call: "memfd_secret",
+            errno: Errno::MFILE,
+        };
+        let message = growth_error(Backing::MemfdSecret, 64, no_fds).to_string();
+        assert!(
+            message.contains("memfd_secret: EMFILE from memfd_secret"),
+            "{message}"
+        );
     }
 
     #[test]
