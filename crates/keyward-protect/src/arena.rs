@@ -330,15 +330,16 @@ fn map_locked_anonymous(len: usize) -> Result<*mut c_void, MapError> {
         .map_err(|e| MapError::new("mmap", e))?;
 
     let protect = || -> Result<(), MapError> {
-        // SAFETY (all three calls): base..base+len is the mapping created above
-        // and contains no data yet.
+        // SAFETY: base..base+len is the mapping created above, with no data yet.
         unsafe { rustix::mm::madvise(base, len, Advice::LinuxDontDump) }
             .map_err(|e| MapError::new("madvise(MADV_DONTDUMP)", e))?;
-        // MADV_WIPEONFORK exists since Linux 4.14; older kernels return EINVAL.
+        // MADV_WIPEONFORK exists since Linux 4.14, and older kernels return EINVAL.
+        // SAFETY: as above; the advice changes only what a forked child sees.
         match unsafe { rustix::mm::madvise(base, len, Advice::LinuxWipeOnFork) } {
             Ok(()) | Err(Errno::INVAL) => {}
             Err(e) => return Err(MapError::new("madvise(MADV_WIPEONFORK)", e)),
         }
+        // SAFETY: as above; mlock only pins the pages of this mapping.
         unsafe { rustix::mm::mlock(base, len) }.map_err(|e| MapError::new("mlock", e))
     };
 
