@@ -4,9 +4,16 @@
 //! crate declares `#![forbid(unsafe_code)]` and reaches the kernel's memory and
 //! process controls through the safe functions here.
 
+mod arena;
 pub mod fd;
 pub mod memory;
 pub mod peer;
 pub mod process;
 
-pub use memory::{MemoryError, MemoryMode, SecretBuf};
+pub use arena::ArenaUsage;
+pub use memory::{
+    arena_usage, init_memory, memory_mode, MemoryError, MemoryMode, MemoryPolicy, SecretBox,
+    SecretBuf,
+};
+pub use peer::peer_groups;
+pub use process::{harden_process, lock_all_memory, measure, set_umask, Protections, UmaskGuard};
