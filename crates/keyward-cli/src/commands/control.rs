@@ -12,7 +12,7 @@ use crate::error::{CliError, ExitCode, Result};
 use crate::passphrase;
 
 pub fn unseal(context: &Context, source: PassphraseSource) -> Result<()> {
-    keyward_protect::process::harden_process().map_err(|error| CliError::failed(format!("cannot harden the process: {error}")))?;
+    super::keys::harden()?;
     // Connect and check who serves the socket before reading the
     // passphrase, so it is never typed for an impostor.
     let mut client = admin_client(context)?;

@@ -26,7 +26,7 @@ pub fn init(context: &Context, source: PassphraseSource, allow_empty: bool) -> R
         return Err(CliError::failed(format!("a keystore already exists in {}", dir.display()))
             .hint("use `keyward passwd` to change its passphrase, or --keystore DIR for another one"));
     }
-    keyward_protect::process::harden_process().map_err(|error| CliError::failed(format!("cannot harden the process: {error}")))?;
+    harden()?;
     let passphrase = passphrase::new_keystore(source.passphrase_fd, allow_empty)?;
 
     let policy = context::kdf_policy();
@@ -49,9 +49,18 @@ pub fn init(context: &Context, source: PassphraseSource, allow_empty: bool) -> R
 
 /// Opens the keystore with the passphrase, hardening the process first.
 fn open(dir: &Path, source: PassphraseSource) -> Result<(Unlocked, Vec<Entry>)> {
-    keyward_protect::process::harden_process().map_err(|error| CliError::failed(format!("cannot harden the process: {error}")))?;
+    harden()?;
     let passphrase = passphrase::keystore(source.passphrase_fd, "Keystore passphrase: ")?;
     Ok(Unlocked::open(dir, &passphrase, context::kdf_policy())?)
+}
+
+/// Hardens an offline command that will hold keystore secrets: no core
+/// dumps, and secrets in protected memory where the kernel offers it.
+pub fn harden() -> Result<()> {
+    keyward_protect::process::harden_process().map_err(|error| CliError::failed(format!("cannot harden the process: {error}")))?;
+    // Best effort: an offline command runs briefly and in the foreground.
+    let _ = keyward_protect::init_memory(keyward_protect::MemoryPolicy { allow_insecure: true });
+    Ok(())
 }
 
 fn resolve_purpose(key_type: KeyType, purpose: Option<&str>) -> Result<Purpose> {
@@ -134,7 +143,7 @@ pub fn import(
     source: PassphraseSource,
     file: &Path,
 ) -> Result<()> {
-    keyward_protect::process::harden_process().map_err(|error| CliError::failed(format!("cannot harden the process: {error}")))?;
+    harden()?;
     let bytes = Zeroizing::new(
         std::fs::read(file).map_err(|error| CliError::failed(format!("cannot read {}: {error}", file.display())))?,
     );
@@ -305,7 +314,7 @@ pub fn remove(context: &Context, name: &str, source: PassphraseSource) -> Result
 
 pub fn passwd(context: &Context, source: PassphraseSource, new_fd: Option<i32>) -> Result<()> {
     let dir = context.keystore_dir()?;
-    keyward_protect::process::harden_process().map_err(|error| CliError::failed(format!("cannot harden the process: {error}")))?;
+    harden()?;
     let old = passphrase::keystore(source.passphrase_fd, "Current keystore passphrase: ")?;
     let new = passphrase::new_keystore(new_fd, false)?;
 

@@ -51,6 +51,17 @@ pub fn run(context: &Context, args: DaemonArgs) -> Result<()> {
     let config_file = context.config_file(&keystore_dir);
     let daemon_uid = rustix::process::getuid().as_raw();
 
+    // Keep every page of the daemon, the crypto libraries' working copies
+    // included, out of swap; and place secrets in the protected arena.
+    if let Err(error) = keyward_protect::lock_all_memory() {
+        tracing::warn!(%error, "cannot lock the daemon's memory (mlockall); key material in the crypto libraries' heaps could reach swap");
+    }
+    let memory = keyward_protect::init_memory(keyward_protect::MemoryPolicy { allow_insecure: args.allow_insecure_memory });
+    match &memory {
+        Ok(mode) => tracing::info!(memory = mode.as_str(), "secret memory ready"),
+        Err(error) => tracing::error!(%error, "no protected memory: unsealing is refused"),
+    }
+
     let (config, policy) = state::load_config(config_file.as_ref(), daemon_uid).map_err(CliError::failed)?;
     let public = state::public_view(&keystore_dir).map_err(|error| {
         CliError::failed(format!("cannot read the keystore in {}: {error}", keystore_dir.display()))
@@ -96,6 +107,7 @@ pub fn run(context: &Context, args: DaemonArgs) -> Result<()> {
         config_file,
         daemon_uid,
         config,
+        memory.err().map(|error| error.to_string()),
     ));
     audit.record(&AuditEvent::new("started"));
     tracing::info!(socket = %agent_socket.path.display(), admin = %admin_socket.path.display(), keystore = %keystore_dir.display(), "serving");

@@ -48,6 +48,8 @@ pub struct DaemonState {
     unlocked: Mutex<Option<Unlocked>>,
     /// Failed unseal attempts and when the last one failed.
     unseal_failures: Mutex<(u32, Option<Instant>)>,
+    /// Why no protected memory is available; unsealing is then refused.
+    memory_error: Option<String>,
 }
 
 /// Looks names up in the system's user and group databases.
@@ -103,6 +105,7 @@ impl DaemonState {
         config_file: Option<PathBuf>,
         daemon_uid: u32,
         config: Config,
+        memory_error: Option<String>,
     ) -> Self {
         DaemonState {
             service,
@@ -115,6 +118,7 @@ impl DaemonState {
             config: Mutex::new(config),
             unlocked: Mutex::new(None),
             unseal_failures: Mutex::new((0, None)),
+            memory_error,
         }
     }
 
@@ -143,6 +147,9 @@ impl DaemonState {
         let mut unlocked = self.unlocked.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if unlocked.is_some() {
             return Ok(self.service.keys().map(|keys| keys.len()).unwrap_or(0));
+        }
+        if let Some(error) = &self.memory_error {
+            return Err(Failure::failed(error.clone()));
         }
         let opened = Unlocked::open(&self.keystore_dir, passphrase, self.kdf_policy);
         let (store, entries) = match opened {

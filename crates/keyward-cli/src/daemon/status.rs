@@ -39,26 +39,12 @@ pub fn document(state: &DaemonState, started: Instant) -> Value {
 
 /// The protections in force, measured now rather than remembered.
 fn protections() -> Value {
-    let dumpable = rustix::process::dumpable_behavior()
-        .map(|behavior| behavior != rustix::process::DumpableBehavior::NotDumpable)
-        .unwrap_or(true);
-    let core_limit = rustix::process::getrlimit(rustix::process::Resource::Core).current.unwrap_or(u64::MAX);
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|number| number.parse().ok())
-            .unwrap_or(0)
-    };
-    let (locked, resident) = (field("VmLck:"), field("VmRSS:"));
-    let swap_on_host = std::fs::read_to_string("/proc/swaps").map(|swaps| swaps.lines().count() > 1).unwrap_or(false);
+    let measured = keyward_protect::measure();
     json!({
-        "memory": keyward_protect::memory::memory_mode().as_str(),
-        "dumpable": dumpable,
-        "core_limit": core_limit,
-        "mlockall": resident > 0 && locked >= resident,
-        "swap_on_host": swap_on_host,
+        "memory": measured.memory.as_str(),
+        "dumpable": measured.dumpable,
+        "core_limit": measured.core_limit,
+        "mlockall": measured.mlockall,
+        "swap_on_host": measured.swap_on_host,
     })
 }
