@@ -18,3 +18,4 @@ pub mod policy;
 pub mod secret;
 pub mod service;
 pub mod wire;
+pub mod x25519;
