@@ -15,12 +15,14 @@ use bech32::{Bech32, Hrp};
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::ChaCha20Poly1305;
 use hkdf::Hkdf;
-use sha2::{Digest, Sha256};
+use keyward_protect::MemoryError;
+use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::{Zeroize, Zeroizing};
 
-use keyward_protect::{MemoryError, SecretBuf};
+use crate::secret::SecretBuf;
+use crate::wire::{Reader, Writer};
 
 /// Key type name in the SSH wire encoding of the public key, shown by `list`.
 pub const KEY_TYPE_NAME: &str = "x25519@keyward";
@@ -59,6 +61,9 @@ pub enum X25519Error {
     /// low-order point and the result would be known to anyone.
     #[error("the peer's X25519 public key is a low-order point (the shared secret is all zeros)")]
     LowOrderPoint,
+    /// A stored private key is not 32 bytes.
+    #[error("invalid X25519 private key: expected 32 bytes, got {0}")]
+    PrivateKeyLength(usize),
     /// An ephemeral share or peer public key is not 32 bytes.
     #[error("invalid X25519 public key: expected 32 bytes, got {0}")]
     PublicKeyLength(usize),
@@ -117,7 +122,7 @@ impl X25519Secret {
     /// Copies a scalar from a slice, checking its length.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, X25519Error> {
         let array: &[u8; KEY_LEN] =
-            bytes.try_into().map_err(|_| X25519Error::PublicKeyLength(bytes.len()))?;
+            bytes.try_into().map_err(|_| X25519Error::PrivateKeyLength(bytes.len()))?;
         Self::from_bytes(array)
     }
 
@@ -128,7 +133,7 @@ impl X25519Secret {
 
     /// Computes the public key.
     pub fn public_key(&self) -> X25519Public {
-        X25519Public(PublicKey::from(&self.static_secret()).to_bytes())
+        public_key_of(&self.scalar).expect("the scalar is 32 bytes by construction")
     }
 
     /// Formats the key as an age identity line, `AGE-SECRET-KEY-1…`.
@@ -144,13 +149,33 @@ impl X25519Secret {
         Zeroizing::new(lower.to_uppercase())
     }
 
-    fn static_secret(&self) -> StaticSecret {
-        let mut bytes = [0u8; KEY_LEN];
-        bytes.copy_from_slice(self.scalar.expose());
-        let secret = StaticSecret::from(bytes);
-        bytes.zeroize();
-        secret
+    /// Borrows the protected buffer, for the operations below.
+    pub fn as_secret_buf(&self) -> &SecretBuf {
+        &self.scalar
     }
+
+    /// Takes the protected buffer, for storing the key.
+    pub fn into_secret_buf(self) -> SecretBuf {
+        self.scalar
+    }
+}
+
+/// Builds the x25519-dalek key from a stored scalar, checking its length.
+fn static_secret(private: &SecretBuf) -> Result<StaticSecret, X25519Error> {
+    let stored = private.expose();
+    if stored.len() != KEY_LEN {
+        return Err(X25519Error::PrivateKeyLength(stored.len()));
+    }
+    let mut bytes = [0u8; KEY_LEN];
+    bytes.copy_from_slice(stored);
+    let secret = StaticSecret::from(bytes);
+    bytes.zeroize();
+    Ok(secret)
+}
+
+/// Computes the public key of a stored scalar.
+pub fn public_key_of(private: &SecretBuf) -> Result<X25519Public, X25519Error> {
+    Ok(X25519Public(PublicKey::from(&static_secret(private)?).to_bytes()))
 }
 
 impl fmt::Debug for X25519Secret {
@@ -186,20 +211,21 @@ impl X25519Public {
     /// Encodes the key as an SSH wire blob: `string "x25519@keyward" ‖ string key`.
     pub fn blob(&self) -> Vec<u8> {
         let mut blob = Vec::with_capacity(4 + KEY_TYPE_NAME.len() + 4 + KEY_LEN);
-        put_string(&mut blob, KEY_TYPE_NAME.as_bytes());
-        put_string(&mut blob, &self.0);
+        blob.put_string(KEY_TYPE_NAME.as_bytes());
+        blob.put_string(&self.0);
         blob
     }
 
     /// Parses the SSH wire blob that [`X25519Public::blob`] writes; trailing
     /// bytes are an error.
     pub fn from_blob(blob: &[u8]) -> Result<Self, X25519Error> {
-        let (name, rest) = take_string(blob).ok_or(X25519Error::Blob("truncated key type"))?;
+        let mut reader = Reader::new(blob);
+        let name = reader.string().map_err(|_| X25519Error::Blob("truncated key type"))?;
         if name != KEY_TYPE_NAME.as_bytes() {
             return Err(X25519Error::Blob("key type is not x25519@keyward"));
         }
-        let (key, rest) = take_string(rest).ok_or(X25519Error::Blob("truncated public key"))?;
-        if !rest.is_empty() {
+        let key = reader.string().map_err(|_| X25519Error::Blob("truncated public key"))?;
+        if !reader.is_empty() {
             return Err(X25519Error::Blob("trailing bytes after the public key"));
         }
         let key: [u8; KEY_LEN] =
@@ -210,12 +236,12 @@ impl X25519Public {
     /// SHA-256 of the public-key blob: the raw fingerprint that requests
     /// and plugin identities name the key by.
     pub fn fingerprint(&self) -> [u8; 32] {
-        Sha256::digest(self.blob()).into()
+        crate::keys::fingerprint_bytes(&self.blob())
     }
 
     /// `SHA256:` and the unpadded base64 fingerprint, as OpenSSH prints it.
     pub fn fingerprint_text(&self) -> String {
-        fingerprint_text(&self.fingerprint())
+        crate::keys::fingerprint(&self.blob())
     }
 }
 
@@ -223,12 +249,6 @@ impl fmt::Debug for X25519Public {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "X25519Public({})", self.to_age_recipient())
     }
-}
-
-/// Formats a raw SHA-256 fingerprint as OpenSSH does: `SHA256:` and
-/// unpadded standard base64.
-pub fn fingerprint_text(fingerprint: &[u8; 32]) -> String {
-    format!("SHA256:{}", BASE64_STANDARD_NO_PAD.encode(fingerprint))
 }
 
 /// Parses an age identity file: `AGE-SECRET-KEY-1…` lines, `#` comments and
@@ -383,7 +403,7 @@ pub fn is_low_order(point: &[u8; KEY_LEN]) -> bool {
 /// Returns only the file key. [`X25519Error::NotForThisKey`] means the body
 /// did not authenticate, which is what a stanza for another key does.
 pub fn unwrap_stanza(
-    secret: &X25519Secret,
+    private: &SecretBuf,
     ephemeral_share: &[u8],
     body: &[u8],
 ) -> Result<Zeroizing<[u8; FILE_KEY_LEN]>, X25519Error> {
@@ -394,7 +414,7 @@ pub fn unwrap_stanza(
         return Err(X25519Error::BodyLength(body.len()));
     }
 
-    let static_secret = secret.static_secret();
+    let static_secret = static_secret(private)?;
     let our_public = PublicKey::from(&static_secret);
     let shared = static_secret.diffie_hellman(&PublicKey::from(share));
     if is_all_zero(shared.as_bytes()) {
@@ -418,14 +438,14 @@ pub fn unwrap_stanza(
     Ok(file_key)
 }
 
-/// Computes X25519(secret, peer) for each peer, in order. An all-zero result
-/// is an error for that peer alone.
+/// Computes X25519(private, peer) for each peer, in order. An all-zero
+/// result is an error for that peer alone.
 pub fn agree(
-    secret: &X25519Secret,
+    private: &SecretBuf,
     peers: &[[u8; KEY_LEN]],
-) -> Vec<Result<Zeroizing<[u8; KEY_LEN]>, X25519Error>> {
-    let static_secret = secret.static_secret();
-    peers
+) -> Result<Vec<Result<Zeroizing<[u8; KEY_LEN]>, X25519Error>>, X25519Error> {
+    let static_secret = static_secret(private)?;
+    let results = peers
         .iter()
         .map(|peer| {
             let shared = static_secret.diffie_hellman(&PublicKey::from(*peer));
@@ -435,27 +455,13 @@ pub fn agree(
                 Ok(Zeroizing::new(shared.to_bytes()))
             }
         })
-        .collect()
+        .collect();
+    Ok(results)
 }
 
 fn is_all_zero(bytes: &[u8; KEY_LEN]) -> bool {
     let folded = bytes.iter().fold(0u8, |acc, byte| acc | byte);
     folded.ct_eq(&0).into()
-}
-
-fn put_string(out: &mut Vec<u8>, bytes: &[u8]) {
-    let length = u32::try_from(bytes.len()).expect("blob fields are short");
-    out.extend_from_slice(&length.to_be_bytes());
-    out.extend_from_slice(bytes);
-}
-
-fn take_string(input: &[u8]) -> Option<(&[u8], &[u8])> {
-    let (length, rest) = input.split_first_chunk::<4>()?;
-    let length = usize::try_from(u32::from_be_bytes(*length)).ok()?;
-    if rest.len() < length {
-        return None;
-    }
-    Some(rest.split_at(length))
 }
 
 #[cfg(test)]

@@ -20,6 +20,20 @@ pub fn pem(blob: &[u8]) -> Result<String, String> {
     String::from_utf8(pem).map_err(|error| error.to_string())
 }
 
+/// Formats an x25519 public-key blob as the `age1…` recipient that senders
+/// encrypt to.
+pub fn age_recipient(blob: &[u8]) -> Result<String, String> {
+    let public = crate::x25519::X25519Public::from_blob(blob).map_err(|_| "only x25519 keys have an age recipient".to_owned())?;
+    Ok(public.to_age_recipient())
+}
+
+/// Formats the `AGE-PLUGIN-KEYWARD-1…` identity line for an x25519 key: it
+/// names the key by fingerprint and holds no secret.
+pub fn age_plugin_identity(blob: &[u8]) -> Result<String, String> {
+    let public = crate::x25519::X25519Public::from_blob(blob).map_err(|_| "only x25519 keys have an age plugin identity".to_owned())?;
+    Ok(crate::x25519::plugin_identity(&public.fingerprint()))
+}
+
 fn to_openssl(blob: &[u8]) -> Result<PKey<Public>, String> {
     let mut reader = Reader::new(blob);
     let algorithm = reader.string().map_err(|error| error.to_string())?;

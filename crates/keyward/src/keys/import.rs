@@ -1,5 +1,6 @@
 //! Importing private keys from files other programs wrote: OpenSSH
-//! (encrypted or not) and PKCS#8 / traditional PEM or DER.
+//! (encrypted or not), PKCS#8 / traditional PEM or DER, and age identity
+//! files.
 //!
 //! A file's own passphrase is used as the exact bytes given, without
 //! Unicode normalisation, because OpenSSH and OpenSSL do not normalise.
@@ -153,6 +154,23 @@ fn read_pkcs8(file: &[u8], passphrase: Option<&[u8]>) -> Result<PKey<Private>, I
             ImportError::Invalid { format: "PKCS#8", reason: error.to_string() }
         }
     })
+}
+
+/// Reads an age identity file: one X25519 key per `AGE-SECRET-KEY-1…`
+/// line, in file order. Errors name the line, never its text.
+pub fn age(file: &[u8]) -> Result<Vec<ImportedKey>, ImportError> {
+    let invalid = |reason: String| ImportError::Invalid { format: "age identity", reason };
+    let text = std::str::from_utf8(file).map_err(|_| invalid("the file is not UTF-8 text".into()))?;
+    let secrets = crate::x25519::parse_age_identity_file(text).map_err(|error| invalid(error.to_string()))?;
+    Ok(secrets
+        .into_iter()
+        .map(|secret| ImportedKey {
+            key_type: KeyType::X25519,
+            public_blob: secret.public_key().blob(),
+            private: secret.into_secret_buf(),
+            comment: String::new(),
+        })
+        .collect())
 }
 
 fn rsa_from_der(der: &[u8], comment: String) -> Result<ImportedKey, ImportError> {

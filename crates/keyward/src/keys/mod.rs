@@ -108,8 +108,9 @@ impl LoadedKey {
                 (Private::Raw(private), mixmaster_public_blob(&e, &n))
             }
             KeyType::X25519 => {
-                // TODO: derive and compare in the x25519 module.
-                (Private::Raw(private), meta.public_key.clone())
+                let public = crate::x25519::public_key_of(&private)
+                    .map_err(|_| KeyError::MalformedPrivate { name: name.clone() })?;
+                (Private::Raw(private), public.blob())
             }
         };
 

@@ -4,6 +4,7 @@ use age::Recipient as _;
 use age_core::format::{FileKey, Stanza};
 use age_core::secrecy::ExposeSecret;
 use base64::prelude::{Engine, BASE64_STANDARD, BASE64_STANDARD_NO_PAD};
+use sha2::{Digest, Sha256};
 use x25519_dalek::{PublicKey, StaticSecret};
 
 use super::*;
@@ -245,7 +246,7 @@ fn unwrap_recovers_file_key_from_age_stanza() {
 
     assert_eq!(stanza.tag, STANZA_TAG);
     let parsed = parse_stanza(&stanza.args, &stanza.body).unwrap();
-    let unwrapped = unwrap_stanza(&secret, &parsed.ephemeral_share, &parsed.body).unwrap();
+    let unwrapped = unwrap_stanza(secret.as_secret_buf(), &parsed.ephemeral_share, &parsed.body).unwrap();
 
     assert_eq!(*unwrapped, file_key);
 }
@@ -257,7 +258,7 @@ fn unwrap_rejects_stanza_for_another_key() {
     let stanza = age_stanza(&theirs.public_key().to_age_recipient(), [1; 16]);
     let parsed = parse_stanza(&stanza.args, &stanza.body).unwrap();
 
-    let result = unwrap_stanza(&ours, &parsed.ephemeral_share, &parsed.body);
+    let result = unwrap_stanza(ours.as_secret_buf(), &parsed.ephemeral_share, &parsed.body);
 
     assert!(matches!(result, Err(X25519Error::NotForThisKey)));
 }
@@ -269,7 +270,7 @@ fn unwrap_rejects_tampered_body() {
     let mut parsed = parse_stanza(&stanza.args, &stanza.body).unwrap();
     parsed.body[0] ^= 1;
 
-    let result = unwrap_stanza(&secret, &parsed.ephemeral_share, &parsed.body);
+    let result = unwrap_stanza(secret.as_secret_buf(), &parsed.ephemeral_share, &parsed.body);
 
     assert!(matches!(result, Err(X25519Error::NotForThisKey)));
 }
@@ -279,7 +280,7 @@ fn unwrap_rejects_low_order_shares() {
     let secret = test_secret();
 
     for point in low_order_points() {
-        let result = unwrap_stanza(&secret, &point, &[0; 32]);
+        let result = unwrap_stanza(secret.as_secret_buf(), &point, &[0; 32]);
         assert!(matches!(result, Err(X25519Error::LowOrderPoint)), "{}", hex::encode(point));
     }
 }
@@ -290,15 +291,15 @@ fn unwrap_rejects_wrong_lengths() {
     let share = secret.public_key().0;
 
     assert!(matches!(
-        unwrap_stanza(&secret, &share[..31], &[0; 32]),
+        unwrap_stanza(secret.as_secret_buf(), &share[..31], &[0; 32]),
         Err(X25519Error::PublicKeyLength(31))
     ));
     assert!(matches!(
-        unwrap_stanza(&secret, &[9; 33], &[0; 32]),
+        unwrap_stanza(secret.as_secret_buf(), &[9; 33], &[0; 32]),
         Err(X25519Error::PublicKeyLength(33))
     ));
-    assert!(matches!(unwrap_stanza(&secret, &share, &[0; 31]), Err(X25519Error::BodyLength(31))));
-    assert!(matches!(unwrap_stanza(&secret, &share, &[0; 48]), Err(X25519Error::BodyLength(48))));
+    assert!(matches!(unwrap_stanza(secret.as_secret_buf(), &share, &[0; 31]), Err(X25519Error::BodyLength(31))));
+    assert!(matches!(unwrap_stanza(secret.as_secret_buf(), &share, &[0; 48]), Err(X25519Error::BodyLength(48))));
 }
 
 #[test]
@@ -370,7 +371,7 @@ fn low_order_check_agrees_with_real_keys() {
     for point in &points {
         assert!(is_low_order(point));
         for secret in &secrets {
-            assert!(matches!(agree(secret, &[*point])[0], Err(X25519Error::LowOrderPoint)));
+            assert!(matches!(agree(secret.as_secret_buf(), &[*point]).unwrap()[0], Err(X25519Error::LowOrderPoint)));
         }
     }
     for secret in &secrets {
@@ -387,7 +388,7 @@ fn agree_matches_x25519_dalek() {
     let peer_publics: Vec<[u8; 32]> =
         peers.iter().map(|peer| PublicKey::from(peer).to_bytes()).collect();
 
-    let results = agree(&ours, &peer_publics);
+    let results = agree(ours.as_secret_buf(), &peer_publics).unwrap();
 
     assert_eq!(results.len(), peers.len());
     for (peer, result) in peers.iter().zip(&results) {
@@ -402,7 +403,7 @@ fn agree_rejects_low_order_items_alone() {
     let good = X25519Secret::generate().unwrap().public_key().0;
     let peers = [good, [0; 32], good];
 
-    let results = agree(&ours, &peers);
+    let results = agree(ours.as_secret_buf(), &peers).unwrap();
 
     assert!(results[0].is_ok());
     assert!(matches!(results[1], Err(X25519Error::LowOrderPoint)));
@@ -412,5 +413,60 @@ fn agree_rejects_low_order_items_alone() {
 
 #[test]
 fn agree_with_no_peers_is_empty() {
-    assert!(agree(&test_secret(), &[]).is_empty());
+    assert!(agree(test_secret().as_secret_buf(), &[]).unwrap().is_empty());
+}
+
+#[test]
+fn operations_reject_stored_key_of_wrong_length() {
+    let short = SecretBuf::from_slice(&[1; 31]).unwrap();
+
+    assert!(matches!(public_key_of(&short), Err(X25519Error::PrivateKeyLength(31))));
+    assert!(matches!(agree(&short, &[[9; 32]]), Err(X25519Error::PrivateKeyLength(31))));
+    assert!(matches!(
+        unwrap_stanza(&short, &[9; 32], &[0; 32]),
+        Err(X25519Error::PrivateKeyLength(31))
+    ));
+}
+
+#[test]
+fn loaded_key_checks_x25519_public_key() {
+    use crate::keys::{generate, KeyType, LoadedKey};
+    use crate::keystore::EntryMeta;
+
+    let meta = |public_key: Vec<u8>| EntryMeta {
+        name: "age".into(),
+        key_type: "x25519".into(),
+        purpose: "decrypt".into(),
+        public_key,
+        comment: String::new(),
+        created: 0,
+        not_before: None,
+        not_after: None,
+        attributes: Vec::new(),
+    };
+    let first = generate::generate(KeyType::X25519).unwrap();
+    let second = generate::generate(KeyType::X25519).unwrap();
+    let first_blob = first.public_blob.clone();
+
+    let loaded = LoadedKey::load(meta(first.public_blob), first.private).unwrap();
+    assert_eq!(loaded.fingerprint_bytes, X25519Public::from_blob(&first_blob).unwrap().fingerprint());
+    assert!(loaded.raw_private().is_some());
+
+    let mismatched = LoadedKey::load(meta(first_blob), second.private);
+    assert!(mismatched.is_err());
+}
+
+#[test]
+fn import_reads_age_identity_file() {
+    let file = format!("# key\n{TEST_SK}\n");
+
+    let imported = crate::keys::import::age(file.as_bytes()).unwrap();
+
+    assert_eq!(imported.len(), 1);
+    assert_eq!(imported[0].key_type, crate::keys::KeyType::X25519);
+    assert_eq!(crate::keys::export::age_recipient(&imported[0].public_blob).unwrap(), TEST_PK);
+    let identity = crate::keys::export::age_plugin_identity(&imported[0].public_blob).unwrap();
+    assert_eq!(parse_plugin_identity(&identity).unwrap(), test_secret().public_key().fingerprint());
+    assert!(crate::keys::import::age(b"\xff\xfe").is_err());
+    assert!(crate::keys::import::age(b"# nothing\n").is_err());
 }
