@@ -12,6 +12,10 @@ use crate::agent::extensions::{self, FailureCode, ListedKey, State};
 use crate::agent::{self, MAX_FRAME};
 use crate::wire::{Reader, Writer};
 
+mod x25519;
+
+pub use x25519::Unwrapped;
+
 /// A failure to talk to the daemon.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

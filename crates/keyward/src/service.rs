@@ -20,6 +20,8 @@ use crate::keys::{KeyType, LoadedKey, Purpose};
 use crate::keystore::EntryMeta;
 use crate::policy::{Peer, Policy};
 
+mod x25519;
+
 /// Per-connection state.
 #[derive(Debug)]
 pub struct Connection {
@@ -225,7 +227,13 @@ struct Inner {
 }
 
 /// Extensions every client may call; `query` lists them.
-const EXTENSIONS: &[&str] = &[extensions::QUERY, extensions::STATUS, extensions::LIST];
+const EXTENSIONS: &[&str] = &[
+    extensions::QUERY,
+    extensions::STATUS,
+    extensions::LIST,
+    crate::agent::x25519::UNWRAP,
+    crate::agent::x25519::AGREE,
+];
 
 /// A refusal the dispatcher reports: the reason goes to the audit trail,
 /// the client sees FAILURE.
@@ -408,7 +416,7 @@ impl Service {
         })))
     }
 
-    fn extension(&self, connection: &mut Connection, name: &[u8], body: &[u8], _now: u64) -> Reply {
+    fn extension(&self, connection: &mut Connection, name: &[u8], body: &[u8], now: u64) -> Reply {
         let Ok(name) = std::str::from_utf8(name) else {
             return Reply::Ready(self.refuse(connection, None, "unknown-extension", None, agent::failure()));
         };
@@ -434,6 +442,8 @@ impl Service {
                 self.count(connection, None, None);
                 Reply::Ready(extensions::response(name, &extensions::list_body(&self.list_for(&connection.peer))))
             }
+            crate::agent::x25519::UNWRAP => self.x25519_unwrap(connection, body, now),
+            crate::agent::x25519::AGREE => self.x25519_agree(connection, body, now),
             _ => Reply::Ready(self.refuse(connection, None, "unknown-extension", Some(name), agent::failure())),
         }
     }
