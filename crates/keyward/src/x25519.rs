@@ -251,6 +251,12 @@ impl fmt::Debug for X25519Public {
     }
 }
 
+/// Formats a raw key fingerprint as `SHA256:` and unpadded base64, the
+/// form `keyward list` shows.
+pub fn fingerprint_text(fingerprint: &[u8; 32]) -> String {
+    format!("SHA256:{}", BASE64_STANDARD_NO_PAD.encode(fingerprint))
+}
+
 /// Parses an age identity file: `AGE-SECRET-KEY-1…` lines, `#` comments and
 /// blank lines. Returns the keys in file order; at least one is required.
 ///
