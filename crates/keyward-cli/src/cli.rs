@@ -147,6 +147,15 @@ pub enum Command {
         #[arg(default_value = "-")]
         file: PathBuf,
     },
+    /// Decrypt an age file through the daemon, streaming, to standard output
+    Decrypt {
+        /// Name of the x25519 key [default: every x25519 key this user may decrypt with]
+        #[arg(long)]
+        key: Option<String>,
+        /// age file (binary or armored), or - for standard input
+        #[arg(default_value = "-")]
+        file: PathBuf,
+    },
 }
 
 #[derive(Args, Clone, Debug)]

@@ -59,7 +59,7 @@ const STANZA_KEY_LABEL: &[u8] = b"age-encryption.org/v1/X25519";
 pub enum X25519Error {
     /// X25519 gave the all-zero shared secret, so the peer's public key is a
     /// low-order point and the result would be known to anyone.
-    #[error("the peer's X25519 public key is a low-order point (the shared secret is all zeros)")]
+    #[error("the X25519 public key is a low-order point, so the shared secret would be all zeros")]
     LowOrderPoint,
     /// A stored private key is not 32 bytes.
     #[error("invalid X25519 private key: expected 32 bytes, got {0}")]

@@ -151,7 +151,8 @@ pub fn import(
         match format {
             ImportFormat::Openssh => import::openssh(&bytes, passphrase),
             ImportFormat::Pkcs8 => import::pkcs8(&bytes, passphrase),
-            ImportFormat::Age | ImportFormat::SecringMix => {
+            ImportFormat::Age => import::age(&bytes),
+            ImportFormat::SecringMix => {
                 Err(ImportError::Unsupported("this import format is not available in this build".into()))
             }
         }
@@ -287,7 +288,9 @@ pub fn pubkey(context: &Context, name: &str, format: PubkeyFormat) -> Result<()>
     let text = match format {
         PubkeyFormat::Openssh => export::openssh_line(&entry.public_key, &entry.comment),
         PubkeyFormat::Pem => export::pem(&entry.public_key),
-        PubkeyFormat::Age | PubkeyFormat::AgePlugin | PubkeyFormat::Mixmaster => {
+        PubkeyFormat::Age => export::age_recipient(&entry.public_key),
+        PubkeyFormat::AgePlugin => export::age_plugin_identity(&entry.public_key),
+        PubkeyFormat::Mixmaster => {
             Err("this format is not available in this build".to_owned())
         }
     }

@@ -1,6 +1,7 @@
 //! One function per command; `run` dispatches.
 
 mod control;
+mod decrypt;
 mod keys;
 mod sign;
 
@@ -34,6 +35,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Reload => control::simple(&context, AdminRequest::Reload, "configuration reloaded"),
         Command::Status { json } => control::status(&context, json),
         Command::Sign { key, namespace, file } => sign::sign(&context, &key, &namespace, &file),
+        Command::Decrypt { key, file } => decrypt::decrypt(&context, key.as_deref(), &file),
     }
 }
 
