@@ -9,7 +9,7 @@ use keyward::client::{AgentClient, ClientError, Unwrapped};
 use keyward::x25519::{FILE_KEY_LEN, KEY_LEN, STANZA_BODY_LEN};
 use zeroize::Zeroizing;
 
-/// Why the daemon did not unwrap a stanza.
+/// A failure to unwrap a stanza through the daemon.
 #[derive(Debug)]
 pub enum DaemonError {
     /// Nothing accepts connections at the socket.

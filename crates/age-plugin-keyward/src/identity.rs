@@ -11,7 +11,7 @@ use keyward::x25519::{self, X25519Error, PLUGIN_NAME, STANZA_TAG};
 
 use crate::daemon::{Daemon, DaemonError};
 
-/// The Keyward identities age passed in, and the daemon that holds their keys.
+/// The Keyward identities age passed in, and the daemon that keeps their keys.
 pub struct KeywardIdentities<D> {
     daemon: D,
     /// (identity index as age numbers it, key fingerprint)

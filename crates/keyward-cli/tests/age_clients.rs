@@ -71,7 +71,7 @@ fn pubkey(env: &Env, name: &str, format: &str) -> String {
     stdout(&output).trim().to_owned()
 }
 
-/// The directory holding the `age-plugin-keyward` binary of this build.
+/// Returns the directory containing the `age-plugin-keyward` binary of this build.
 fn plugin_dir() -> PathBuf {
     let dir = keyward_binary().parent().unwrap().to_owned();
     assert!(

@@ -82,7 +82,7 @@ pub enum X25519Error {
     /// A line of an age identity file is not a valid `AGE-SECRET-KEY-1…` identity.
     #[error("invalid age identity on line {line}: {reason}")]
     IdentityLine { line: usize, reason: &'static str },
-    /// An age identity file holds no identity.
+    /// An age identity file contains no identity.
     #[error("no age identity (AGE-SECRET-KEY-1…) found")]
     NoIdentity,
     /// A string is not a valid `age1…` recipient.
@@ -315,7 +315,7 @@ fn parse_age_secret_key(line: &str) -> Result<X25519Secret, &'static str> {
 }
 
 /// Formats the plugin identity line `AGE-PLUGIN-KEYWARD-1…` that names a key
-/// by fingerprint. It holds no secret and no socket path.
+/// by fingerprint. It contains no secret and no socket path.
 pub fn plugin_identity(fingerprint: &[u8; 32]) -> String {
     let mut payload = Vec::with_capacity(1 + fingerprint.len());
     payload.push(PLUGIN_IDENTITY_VERSION);
@@ -360,10 +360,10 @@ pub struct X25519Stanza {
     pub body: [u8; STANZA_BODY_LEN],
 }
 
-/// Parses the arguments and body of a stanza tagged `X25519`, as age does:
-/// one argument that is the canonical unpadded base64 of 32 bytes (no
-/// padding, no stray trailing bits), a 32-byte body, and a share that is
-/// not a low-order point.
+/// Parses the arguments and body of a stanza tagged `X25519` as age does.
+/// The one argument must be the canonical unpadded base64 of 32 bytes (no
+/// padding, no stray trailing bits), the body must be 32 bytes, and the
+/// share must not be a low-order point.
 pub fn parse_stanza(args: &[String], body: &[u8]) -> Result<X25519Stanza, X25519Error> {
     let [share_text] = args else {
         return Err(X25519Error::ArgumentCount(args.len()));

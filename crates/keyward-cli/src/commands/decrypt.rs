@@ -2,9 +2,9 @@
 //! daemon and streams the plaintext to standard output.
 //!
 //! The `age` crate parses the header and decrypts the payload chunk by
-//! chunk; only the file key comes from the daemon, through an `Identity`
-//! that sends each X25519 stanza to `x25519-unwrap@keyward`. Memory use is
-//! therefore one chunk buffer, whatever the file size.
+//! chunk. Only the file key comes from the daemon, through an `Identity`
+//! that sends each X25519 stanza to `x25519-unwrap@keyward`, so memory use
+//! is one chunk buffer whatever the file size.
 
 use std::cell::RefCell;
 use std::io::{self, BufReader, Read, Write};
@@ -52,8 +52,8 @@ pub fn decrypt(context: &Context, key_name: Option<&str>, file: &Path) -> Result
     copy_to_stdout(&mut plaintext)
 }
 
-/// The x25519 keys to try, as (name, raw fingerprint): the named key, or
-/// every x25519 key this caller may decrypt with.
+/// Returns the x25519 keys to try as (name, raw fingerprint): the named
+/// key, or every x25519 key this caller may decrypt with.
 fn usable_keys(agent: &mut AgentClient, key_name: Option<&str>) -> Result<Vec<(String, [u8; 32])>> {
     let listed = agent.list()?;
     let may_decrypt = |key: &&ListedKey| key.key_type == "x25519" && key.operations.iter().any(|operation| operation == "decrypt");
@@ -95,8 +95,8 @@ fn usable_keys(agent: &mut AgentClient, key_name: Option<&str>) -> Result<Vec<(S
 struct DaemonIdentity {
     agent: RefCell<AgentClient>,
     keys: Vec<(String, [u8; 32])>,
-    /// The first error the daemon reported: age's own error for it says
-    /// less, so this is what the user sees.
+    /// The first error the daemon reported. It is shown in place of age's
+    /// own error, which is less specific.
     failure: RefCell<Option<CliError>>,
 }
 
