@@ -444,12 +444,15 @@ pub fn unwrap_stanza(
     Ok(file_key)
 }
 
+/// One result of [`agree`]: the shared secret, or why it was rejected.
+pub type AgreeResult = Result<Zeroizing<[u8; KEY_LEN]>, X25519Error>;
+
 /// Computes X25519(private, peer) for each peer, in order. An all-zero
 /// result is an error for that peer alone.
 pub fn agree(
     private: &SecretBuf,
     peers: &[[u8; KEY_LEN]],
-) -> Result<Vec<Result<Zeroizing<[u8; KEY_LEN]>, X25519Error>>, X25519Error> {
+) -> Result<Vec<AgreeResult>, X25519Error> {
     let static_secret = static_secret(private)?;
     let results = peers
         .iter()

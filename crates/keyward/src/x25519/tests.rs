@@ -349,8 +349,8 @@ fn stanza_parser_rejects_wrong_shapes() {
         parse_stanza(&[share.clone(), share.clone()], &[0; 32]),
         Err(X25519Error::ArgumentCount(2))
     ));
-    assert!(matches!(parse_stanza(&[share.clone()], &[0; 31]), Err(X25519Error::BodyLength(31))));
-    assert!(matches!(parse_stanza(&[share.clone()], &[0; 33]), Err(X25519Error::BodyLength(33))));
+    assert!(matches!(parse_stanza(std::slice::from_ref(&share), &[0; 31]), Err(X25519Error::BodyLength(31))));
+    assert!(matches!(parse_stanza(std::slice::from_ref(&share), &[0; 33]), Err(X25519Error::BodyLength(33))));
     assert!(matches!(parse_stanza(&[share], &[]), Err(X25519Error::BodyLength(0))));
 }
 
