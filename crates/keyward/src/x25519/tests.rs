@@ -470,3 +470,54 @@ fn import_reads_age_identity_file() {
     assert!(crate::keys::import::age(b"\xff\xfe").is_err());
     assert!(crate::keys::import::age(b"# nothing\n").is_err());
 }
+
+#[test]
+fn parsers_survive_random_input() {
+    use crate::agent::x25519 as wire;
+    use rand_core::RngCore;
+
+    let mut rng = rand_core::OsRng;
+    for round in 0..3000 {
+        let mut bytes = vec![0u8; (round % 140) as usize];
+        rng.fill_bytes(&mut bytes);
+        let text = String::from_utf8_lossy(&bytes);
+
+        let _ = X25519Public::from_blob(&bytes);
+        let _ = parse_plugin_identity_payload(&bytes);
+        let _ = parse_plugin_identity(&text);
+        let _ = X25519Public::from_age_recipient(&text);
+        let _ = parse_age_identity_file(&text);
+        let _ = decode_share(&text);
+        let _ = parse_stanza(&[text.to_string()], &bytes);
+        let _ = wire::UnwrapRequest::parse(&bytes);
+        let _ = wire::AgreeRequest::parse(&bytes);
+        let _ = wire::parse_unwrap_reply(&bytes);
+        let _ = wire::parse_agree_reply(&bytes, (round % 5) as usize);
+    }
+}
+
+#[test]
+fn parsers_survive_truncation_of_valid_input() {
+    use crate::agent::x25519 as wire;
+
+    let unwrap = wire::UnwrapRequest { fingerprint: [1; 32], ephemeral_share: [2; 32], stanza_body: [3; 32] }.encode();
+    let agree = wire::AgreeRequest { fingerprint: [1; 32], peers: vec![[2; 32]; 3] }.encode();
+    let blob = test_secret().public_key().blob();
+    let plugin = plugin_identity(&[5; 32]);
+
+    for cut in 0..unwrap.len() {
+        assert!(wire::UnwrapRequest::parse(&unwrap[..cut]).is_err(), "accepted {cut} bytes");
+    }
+    for cut in 0..agree.len() {
+        assert!(wire::AgreeRequest::parse(&agree[..cut]).is_err(), "accepted {cut} bytes");
+    }
+    for cut in 0..blob.len() {
+        assert!(X25519Public::from_blob(&blob[..cut]).is_err(), "accepted {cut} bytes");
+    }
+    for cut in 0..plugin.len() {
+        assert!(parse_plugin_identity(&plugin[..cut]).is_err(), "accepted {cut} characters");
+    }
+    for cut in 0..TEST_SK.len() {
+        assert!(parse_age_identity_file(&TEST_SK[..cut]).is_err(), "accepted {cut} characters");
+    }
+}
