@@ -2,6 +2,7 @@
 //! logic can be tested without a socket.
 
 use std::fmt;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use keyward::agent::extensions::FailureCode;
@@ -78,6 +79,10 @@ impl SocketDaemon {
 
     fn client_error(&self, error: ClientError) -> DaemonError {
         match error {
+            ClientError::NoDaemon { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => DaemonError::Failed(format!(
+                "this user may not connect to the Keyward daemon at {}: permission denied\nhint: the daemon's operator can admit a group with socket_group in keyward.toml",
+                self.socket.display()
+            )),
             ClientError::NoDaemon { .. } => DaemonError::Unreachable { socket: self.socket.clone() },
             other => DaemonError::Failed(format!("talking to the Keyward daemon at {} failed: {other}", self.socket.display())),
         }

@@ -87,7 +87,9 @@ impl Operation {
             Operation::SshAuth => requested == "ssh-auth",
             Operation::Sshsig(namespace) => requested.strip_prefix("sshsig:") == Some(namespace.as_str()),
             Operation::Decrypt => requested == "decrypt",
-            Operation::Agree => requested == "agree",
+            // The shared secret unwraps anything sent to the key, so
+            // allowing agree without decrypt would protect nothing.
+            Operation::Agree => requested == "agree" || requested == "decrypt",
             Operation::Mixmaster => requested == "mixmaster",
         }
     }

@@ -244,3 +244,48 @@ fn query_lists_x25519_extensions() {
     assert!(body.windows(wire::UNWRAP.len()).any(|window| window == wire::UNWRAP.as_bytes()));
     assert!(body.windows(wire::AGREE.len()).any(|window| window == wire::AGREE.as_bytes()));
 }
+
+struct NoNames;
+
+impl crate::policy::NameResolver for NoNames {
+    fn user_id(&self, _: &str) -> Option<u32> {
+        None
+    }
+    fn group_id(&self, _: &str) -> Option<u32> {
+        None
+    }
+}
+
+#[test]
+fn rule_with_agree_also_allows_decrypt() {
+    let fixture = fixture();
+    let config = crate::config::Config::parse(
+        "[[key]]\nname = \"mix\"\nusers = [1001]\noperations = [\"agree\"]\n\n[[key]]\nname = \"age\"\nusers = [1001]\noperations = [\"agree\"]\n",
+    )
+    .unwrap();
+    fixture.service.set_policy(Policy::resolve(&config, DAEMON_UID, &NoNames).unwrap());
+    let mix = fixture.agree_key.public_key();
+    let age = fixture.decrypt_key.public_key();
+
+    let unwrap_with_mix = call(&fixture.service, 1001, wire::UNWRAP, &unwrap_body(mix.fingerprint(), stanza_for(mix, [6; 16])));
+    let agree_with_mix = call(
+        &fixture.service,
+        1001,
+        wire::AGREE,
+        &AgreeRequest { fingerprint: mix.fingerprint(), peers: vec![age.0] }.encode(),
+    );
+    let agree_with_age = call(
+        &fixture.service,
+        1001,
+        wire::AGREE,
+        &AgreeRequest { fingerprint: age.fingerprint(), peers: vec![mix.0] }.encode(),
+    );
+    let daemon_user = call(&fixture.service, DAEMON_UID, wire::UNWRAP, &unwrap_body(mix.fingerprint(), stanza_for(mix, [6; 16])));
+
+    assert_eq!(*wire::parse_unwrap_reply(response_body(wire::UNWRAP, &unwrap_with_mix)).unwrap().unwrap(), [6; 16]);
+    assert_eq!(wire::parse_agree_reply(response_body(wire::AGREE, &agree_with_mix), 1).unwrap().len(), 1);
+    // The purpose bounds the rule: a decrypt key never answers agree.
+    assert_eq!(failure_code(&agree_with_age), Some(FailureCode::Refused));
+    // A rule replaces the daemon user's default access.
+    assert_eq!(failure_code(&daemon_user), Some(FailureCode::Refused));
+}
