@@ -373,3 +373,59 @@ fn agree_on_socket_matches_x25519_dalek() {
     let refused = client.x25519_agree(&decrypt_only, &[[9; 32]]).unwrap();
     assert_eq!(refused.err(), Some(Some(FailureCode::Refused)));
 }
+
+#[test]
+fn policy_decides_which_uid_may_decrypt() {
+    if !common::is_root() {
+        eprintln!("skipped: running clients as other uids needs root");
+        return;
+    }
+    let env = Env::new();
+    env.init();
+    env.keygen("x25519", "allowed");
+    env.keygen("x25519", "denied");
+    let config = "[daemon]\nsocket_group = 4242\n\n[[key]]\nname = \"allowed\"\nusers = [4242]\noperations = [\"decrypt\"]\n";
+    std::fs::write(env.keystore.join("keyward.toml"), config).unwrap();
+    let _daemon = env.start_daemon();
+    env.unseal();
+
+    let mut files = Vec::new();
+    for name in ["allowed", "denied"] {
+        let identity = env.path(&format!("{name}-identity.txt"));
+        std::fs::write(&identity, pubkey(&env, name, "age-plugin") + "\n").unwrap();
+        let plain = env.path(&format!("{name}.plain"));
+        let encrypted = env.path(&format!("{name}.age"));
+        std::fs::write(&plain, format!("for {name}")).unwrap();
+        let recipient = pubkey(&env, name, "age");
+        let output = Command::new(require_program("age")).args(["-r", &recipient, "-o"]).arg(&encrypted).arg(&plain).output().unwrap();
+        assert_success(&output, "age -e");
+        files.push((identity, encrypted));
+    }
+    // Runs `age -d` as `uid`, whose only group is `uid` too.
+    let age_as = |uid: u32, (identity, file): &(PathBuf, PathBuf)| {
+        let id = uid.to_string();
+        Command::new(require_program("setpriv"))
+            .args([format!("--reuid={id}"), format!("--regid={id}"), "--clear-groups".to_owned()])
+            .arg(require_program("age"))
+            .args(["-d", "-i"])
+            .arg(identity)
+            .arg(file)
+            .env("PATH", path_with_plugin())
+            .env("KEYWARD_SOCKET_DIR", &env.sockets)
+            .env("HOME", "/tmp")
+            .output()
+            .unwrap()
+    };
+
+    let allowed = age_as(4242, &files[0]);
+    let denied = age_as(4242, &files[1]);
+    let outsider = age_as(4243, &files[0]);
+
+    assert_success(&allowed, "age -d as the allowed uid");
+    assert_eq!(allowed.stdout, b"for allowed");
+    assert!(!denied.status.success());
+    assert!(stderr(&denied).contains("refused by policy"), "{}", stderr(&denied));
+    assert!(denied.stdout.is_empty());
+    assert!(!outsider.status.success());
+    assert!(stderr(&outsider).contains("permission denied"), "{}", stderr(&outsider));
+}
