@@ -209,7 +209,8 @@ fn decrypt_block(block: usize, raw: &RawBlock<'_>, key: &[u8; 16]) -> Result<Sec
         .and_then(|v| v.try_into().ok())
         .ok_or(malformed("the IV is not 8 bytes of base64"))?;
     let joined: String = raw.body.concat();
-    if joined.len() > 4 * (2 + 8 * MAX_BITS / 8) {
+    // An 8192-bit key blob is 5640 bytes, 7520 characters of base64.
+    if joined.len() > 8192 {
         return Err(malformed("the key data is too long"));
     }
     let mut plain = Zeroizing::new(b64.decode(joined).map_err(|_| malformed("the key data is not valid base64"))?);
