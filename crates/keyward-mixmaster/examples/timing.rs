@@ -71,7 +71,7 @@ fn make_ciphertext(class: usize, rsa: &Rsa<Private>, out_len: usize, rng: &mut X
         }
         2 => {
             let mut em = vec![0u8, 1];
-            em.extend(std::iter::repeat(0xff).take(k - out_len - 3));
+            em.extend(std::iter::repeat_n(0xff, k - out_len - 3));
             em.push(0);
             em.extend((0..out_len).map(|_| rng.byte()));
             raw_encrypt(rsa, &em)

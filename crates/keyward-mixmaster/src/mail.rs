@@ -17,9 +17,22 @@ pub struct FinalMailConfig {
     pub message_id_domain: String,
 }
 
+/// Header names the remailer sets itself; packet header lines with these
+/// names are left out.
+///
+/// NOTE: stock Mixmaster can pass a sender-supplied `From:` on (it then adds
+/// `Sender:` and a disclaimer); Keyward always uses the configured address.
+const REPLACED_HEADERS: [&[u8]; 3] = [b"from", b"sender", b"message-id"];
+
+fn header_is(line: &[u8], name: &[u8]) -> bool {
+    line.len() > name.len() && line[name.len()] == b':' && line[..name.len()].eq_ignore_ascii_case(name)
+}
+
 /// Formats the mail to deliver, as Mixmaster 3.0 and 3.2 do: `From:`, the
 /// `Comments:` notice, `To:`, the packet's header lines, `Message-ID:`, a
 /// blank line and the body. There is no `Date:` header; the MTA adds one.
+/// Packet header lines named `From`, `Sender` or `Message-ID` are left out,
+/// and a line without a colon gets the prefix `X-Invalid: `.
 pub fn format_final_mail(mail: &FinalMail, config: &FinalMailConfig) -> Vec<u8> {
     let mut out = Vec::with_capacity(mail.body.len() + 512);
     out.extend_from_slice(b"From: ");
@@ -30,12 +43,18 @@ pub fn format_final_mail(mail: &FinalMail, config: &FinalMailConfig) -> Vec<u8> 
     out.extend_from_slice(b"\tremailer administrator at <");
     out.extend_from_slice(config.complaints.as_bytes());
     out.extend_from_slice(b">.\n");
-    // NOTE: every test packet has one destination field; several fields are
-    // joined into one `To:` line here, which is not checked against Mixmaster.
+    // Mixmaster joins several destination fields with commas into one line.
     out.extend_from_slice(b"To: ");
     out.extend_from_slice(&mail.recipients.join(&b","[..]));
     out.push(b'\n');
     for header in &mail.headers {
+        if header.is_empty() || REPLACED_HEADERS.iter().any(|name| header_is(header, name)) {
+            continue;
+        }
+        // As Mixmaster does, a line that is not a header gets a header name.
+        if !header.contains(&b':') {
+            out.extend_from_slice(b"X-Invalid: ");
+        }
         out.extend_from_slice(header);
         out.push(b'\n');
     }
@@ -61,4 +80,43 @@ pub fn format_next_hop_mail(from: &[u8], to: &[u8], remailer_type: &[u8], packet
     out.extend_from_slice(b"\n\n");
     out.extend_from_slice(armor_packet(packet).as_bytes());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> FinalMailConfig {
+        FinalMailConfig {
+            anon_from: "Anonymous <anon@remailer.example>".into(),
+            complaints: "abuse@remailer.example".into(),
+            message_id_domain: "remailer.example".into(),
+        }
+    }
+
+    #[test]
+    fn final_mail_replaces_sender_headers() {
+        let mail = FinalMail {
+            recipients: vec![b"a@example.invalid".to_vec(), b"b@example.invalid".to_vec()],
+            subject: None,
+            headers: vec![
+                b"From: forged@example.invalid".to_vec(),
+                b"message-id: <x@y>".to_vec(),
+                b"Sender: z".to_vec(),
+                b"no colon here".to_vec(),
+                Vec::new(),
+                b"From-Like: kept".to_vec(),
+            ],
+            body: b"hi\n".to_vec(),
+        };
+        let text = String::from_utf8(format_final_mail(&mail, &config())).unwrap();
+        assert!(text.starts_with("From: Anonymous <anon@remailer.example>\n"), "{text}");
+        assert!(!text.contains("forged"), "{text}");
+        assert!(!text.contains("<x@y>"), "{text}");
+        assert!(!text.contains("Sender: z"), "{text}");
+        assert!(text.contains("\nTo: a@example.invalid,b@example.invalid\n"), "{text}");
+        assert!(text.contains("\nX-Invalid: no colon here\n"), "{text}");
+        assert!(text.contains("\nFrom-Like: kept\n"), "{text}");
+        assert!(text.ends_with(">\n\nhi\n"), "{text}");
+    }
 }

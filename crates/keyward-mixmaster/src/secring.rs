@@ -61,24 +61,22 @@ pub enum SecringError {
 
 /// One RSA key from `secring.mix`, checked for consistency.
 ///
-/// The components are big-endian without leading zeros. `Debug` shows only the
-/// public parts.
+/// Only [`parse_secring`] makes one, so every `SecretKey` is a consistent RSA
+/// key. The components are big-endian without leading zeros. `Debug` shows
+/// only the public parts.
 pub struct SecretKey {
-    pub key_id: KeyId,
-    /// Modulus size in bits.
-    pub bits: usize,
-    /// Seconds since the epoch at 00:00 UTC of the `Created` date.
-    pub created: u64,
-    /// Seconds since the epoch at 00:00 UTC of the `Expires` date.
-    pub expires: u64,
-    pub n: Zeroizing<Vec<u8>>,
-    pub e: Zeroizing<Vec<u8>>,
-    pub d: Zeroizing<Vec<u8>>,
-    pub p: Zeroizing<Vec<u8>>,
-    pub q: Zeroizing<Vec<u8>>,
-    pub dmp1: Zeroizing<Vec<u8>>,
-    pub dmq1: Zeroizing<Vec<u8>>,
-    pub iqmp: Zeroizing<Vec<u8>>,
+    key_id: KeyId,
+    bits: usize,
+    created: u64,
+    expires: u64,
+    n: Zeroizing<Vec<u8>>,
+    e: Zeroizing<Vec<u8>>,
+    d: Zeroizing<Vec<u8>>,
+    p: Zeroizing<Vec<u8>>,
+    q: Zeroizing<Vec<u8>>,
+    dmp1: Zeroizing<Vec<u8>>,
+    dmq1: Zeroizing<Vec<u8>>,
+    iqmp: Zeroizing<Vec<u8>>,
 }
 
 impl fmt::Debug for SecretKey {
@@ -93,13 +91,73 @@ impl fmt::Debug for SecretKey {
 }
 
 impl SecretKey {
+    /// Key ID stated in the ring, equal to MD5(n ‖ e).
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+
+    /// Modulus size in bits.
+    pub fn bits(&self) -> usize {
+        self.bits
+    }
+
+    /// Seconds since the epoch at 00:00 UTC of the `Created` date.
+    pub fn created(&self) -> u64 {
+        self.created
+    }
+
+    /// Seconds since the epoch at 00:00 UTC of the `Expires` date.
+    pub fn expires(&self) -> u64 {
+        self.expires
+    }
+
+    /// Modulus n.
+    pub fn n(&self) -> &Zeroizing<Vec<u8>> {
+        &self.n
+    }
+
+    /// Public exponent e.
+    pub fn e(&self) -> &Zeroizing<Vec<u8>> {
+        &self.e
+    }
+
+    /// Private exponent d.
+    pub fn d(&self) -> &Zeroizing<Vec<u8>> {
+        &self.d
+    }
+
+    /// First prime factor p.
+    pub fn p(&self) -> &Zeroizing<Vec<u8>> {
+        &self.p
+    }
+
+    /// Second prime factor q.
+    pub fn q(&self) -> &Zeroizing<Vec<u8>> {
+        &self.q
+    }
+
+    /// d mod (p-1).
+    pub fn dmp1(&self) -> &Zeroizing<Vec<u8>> {
+        &self.dmp1
+    }
+
+    /// d mod (q-1).
+    pub fn dmq1(&self) -> &Zeroizing<Vec<u8>> {
+        &self.dmq1
+    }
+
+    /// q⁻¹ mod p.
+    pub fn iqmp(&self) -> &Zeroizing<Vec<u8>> {
+        &self.iqmp
+    }
+
     /// Encodes the key as a PKCS#1 `RSAPrivateKey` in DER.
     pub fn to_pkcs1_der(&self) -> Zeroizing<Vec<u8>> {
         let bn = |bytes: &[u8]| BigNum::from_slice(bytes).expect("BIGNUM allocation failed");
         let rsa = RsaPrivateKeyBuilder::new(bn(&self.n), bn(&self.e), bn(&self.d))
             .and_then(|b| b.set_factors(bn(&self.p), bn(&self.q)))
             .and_then(|b| b.set_crt_params(bn(&self.dmp1), bn(&self.dmq1), bn(&self.iqmp)))
-            .expect("OpenSSL accepts RSA components")
+            .expect("parse_secring checked the components, so OpenSSL accepts them")
             .build();
         Zeroizing::new(rsa.private_key_to_der().expect("OpenSSL encodes a complete RSA key"))
     }
@@ -117,7 +175,7 @@ pub(crate) fn public_blob(n: &[u8], e: &[u8], bits: usize) -> Vec<u8> {
     out.extend_from_slice(&(bits as u16).to_le_bytes());
     for value in [n, e] {
         let value = crate::keyid::strip_zeros(value);
-        out.extend(std::iter::repeat(0u8).take(len.saturating_sub(value.len())));
+        out.extend(std::iter::repeat_n(0u8, len.saturating_sub(value.len())));
         out.extend_from_slice(value);
     }
     out

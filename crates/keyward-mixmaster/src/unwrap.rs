@@ -344,8 +344,12 @@ fn body_payload(body: &[u8]) -> Result<&[u8], Invalid> {
 pub fn parse_final_payload(payload: &[u8]) -> Result<Option<FinalMail>, Invalid> {
     let (recipients, rest) = read_fields(payload, "destination fields")?;
     let (fields, data) = read_fields(rest, "header fields")?;
-    if recipients.iter().any(|r| r.len() >= 5 && r[..5].eq_ignore_ascii_case(b"null:")) {
+    let has_prefix = |r: &[u8], prefix: &[u8]| r.len() >= prefix.len() && r[..prefix.len()].eq_ignore_ascii_case(prefix);
+    if recipients.iter().any(|r| has_prefix(r, b"null:")) {
         return Ok(None);
+    }
+    if recipients.iter().any(|r| has_prefix(r, b"post:")) {
+        return invalid(InvalidReason::Payload("Usenet (post:) destinations are not supported"));
     }
     if recipients.is_empty() {
         return invalid(InvalidReason::Payload("no destination field"));
