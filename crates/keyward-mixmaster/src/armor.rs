@@ -21,7 +21,7 @@ const ARMOR_BEGIN: &[u8] = b"-----BEGIN REMAILER MESSAGE-----";
 const ARMOR_END: &[u8] = b"-----END REMAILER MESSAGE-----";
 const REMAILER_TYPE: &[u8] = b"Remailer-Type:";
 
-/// Why a mail does not hold a well-formed armoured packet.
+/// Defect that keeps a mail from holding a well-formed armoured packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ArmorError {
     #[error("no `::` line followed by `Remailer-Type:` before the packet")]

@@ -16,7 +16,7 @@ use crate::date::format_date;
 use crate::keyid::KeyId;
 use crate::secring::public_blob;
 
-/// What the capability line of `key.txt` states about the remailer.
+/// Remailer details for the capability line of `key.txt`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemailerInfo<'a> {
     /// Short name, e.g. `s1k`.

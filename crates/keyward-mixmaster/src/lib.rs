@@ -2,8 +2,8 @@
 //! block, the per-packet RSA operation and the symmetric packet processing.
 //!
 //! The remailer's RSA key stays in the daemon. For each packet the caller runs
-//! [`parse_packet`], asks the daemon for [`RsaBlockKey::decrypt_fixed`] on the
-//! packet's RSA block, and then calls [`Packet::unwrap`] with the result. Every
+//! [`parse_packet`], has the daemon run [`RsaBlockKey::decrypt_fixed`] on
+//! the packet's RSA block, and then calls [`Packet::unwrap`] with the result. Every
 //! function takes its inputs as arguments: nothing here reads files, the
 //! environment or the clock (time is a `u64` of seconds since the epoch).
 #![forbid(unsafe_code)]

@@ -43,6 +43,7 @@ pub fn format_final_mail(mail: &FinalMail, config: &FinalMailConfig) -> Vec<u8> 
     out.extend_from_slice(b"\tremailer administrator at <");
     out.extend_from_slice(config.complaints.as_bytes());
     out.extend_from_slice(b">.\n");
+
     // Mixmaster joins several destination fields with commas into one line.
     out.extend_from_slice(b"To: ");
     out.extend_from_slice(&mail.recipients.join(&b","[..]));
@@ -58,6 +59,7 @@ pub fn format_final_mail(mail: &FinalMail, config: &FinalMailConfig) -> Vec<u8> 
         out.extend_from_slice(header);
         out.push(b'\n');
     }
+
     out.extend_from_slice(b"Message-ID: <");
     out.extend_from_slice(hex::encode(Md5::digest(&mail.body)).as_bytes());
     out.push(b'@');

@@ -14,7 +14,7 @@ pub(crate) const HEADER_PART_LEN: usize = 328;
 /// Offset of the RSA block in the first header section.
 const RSA_OFFSET: usize = 17;
 
-/// How the first header section is laid out, from its RSA length byte.
+/// Layout of the first header section, given by its RSA length byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RsaFormat {
     /// Draft-conformant 1024-bit key: length byte 0x80, 128-byte block, a

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::date::SECONDS_PER_DAY;
 use crate::unwrap::MAX_PACKET_AGE_DAYS;
 
-/// Why a part does not fit a [`Reassembly`].
+/// Conflict between a part and a [`Reassembly`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ReassemblyError {
     #[error("part number {chunk} is outside 1..={chunks}")]
@@ -55,8 +55,9 @@ impl Reassembly {
         (1..=self.chunks).filter(|c| !self.parts.contains_key(c)).collect()
     }
 
-    /// The whole final-hop payload (parts concatenated in part order) once
-    /// every part is present; parse it with [`crate::parse_final_payload`].
+    /// Concatenates the parts in part order into the whole final-hop payload,
+    /// or returns `None` while a part is missing. Parse the result with
+    /// [`crate::parse_final_payload`].
     pub fn complete_payload(&self) -> Option<Vec<u8>> {
         if self.parts.len() != usize::from(self.chunks) {
             return None;

@@ -18,8 +18,8 @@
 //!   (SHA-256) to the stated length. The result is selected byte by byte
 //!   between the message and the rejection value with
 //!   `ConditionallySelectable`. There is no early return, branch, log or error
-//!   on bad padding; a bad block gives pseudo-random bytes, the same for the
-//!   same ciphertext, which the packet's MD5 or HMAC checks then reject.
+//!   on bad padding. A bad block gives pseudo-random bytes, the same for the
+//!   same ciphertext, and the packet's MD5 or HMAC checks then reject them.
 //!
 //! The only error, [`BlockError::InvalidRequest`], depends on public values:
 //! the stated length and the ciphertext length. A ciphertext numerically at or
@@ -62,6 +62,9 @@ pub enum BlockError {
 /// An RSA private key ready for [`decrypt_fixed`](RsaBlockKey::decrypt_fixed).
 pub struct RsaBlockKey {
     pkey: PKey<Private>,
+    modulus_bits: usize,
+    n: Vec<u8>,
+    e: Vec<u8>,
     modulus_len: usize,
     key_id: KeyId,
     rejection_secret: Zeroizing<[u8; 32]>,
@@ -83,7 +86,9 @@ impl RsaBlockKey {
     pub fn from_pkcs1_der(der: &[u8]) -> Result<RsaBlockKey, BlockError> {
         let rsa = Rsa::private_key_from_der(der).map_err(|_| BlockError::InvalidKey)?;
         let modulus_len = rsa.size() as usize;
-        let key_id = KeyId::compute(&rsa.n().to_vec(), &rsa.e().to_vec()).ok_or(BlockError::InvalidKey)?;
+        let modulus_bits = rsa.n().num_bits() as usize;
+        let (n, e) = (rsa.n().to_vec(), rsa.e().to_vec());
+        let key_id = KeyId::compute(&n, &e).ok_or(BlockError::InvalidKey)?;
         let d = Zeroizing::new(
             rsa.d()
                 .to_vec_padded(modulus_len as i32)
@@ -91,7 +96,7 @@ impl RsaBlockKey {
         );
         let rejection_secret = Zeroizing::new(hmac_sha256(REJECTION_SECRET_LABEL, &[&d]));
         let pkey = PKey::from_rsa(rsa).map_err(|_| BlockError::InvalidKey)?;
-        Ok(RsaBlockKey { pkey, modulus_len, key_id, rejection_secret })
+        Ok(RsaBlockKey { pkey, modulus_bits, n, e, modulus_len, key_id, rejection_secret })
     }
 
     /// Modulus length k in bytes; the RSA block must be this long.
@@ -102,6 +107,11 @@ impl RsaBlockKey {
     /// Mixmaster key ID of the public key.
     pub fn key_id(&self) -> KeyId {
         self.key_id
+    }
+
+    /// Formats the `key.txt` block of the public key (see [`crate::key_txt_block`]).
+    pub fn key_txt_block(&self) -> String {
+        crate::keytxt::key_txt_block(&self.n, &self.e, self.modulus_bits, self.key_id)
     }
 
     /// Decrypts a Mixmaster RSA block to exactly `out_len` bytes.

@@ -38,7 +38,7 @@ const MAX_BITS: usize = 8192;
 /// Smallest modulus accepted, in bits.
 const MIN_BITS: usize = 512;
 
-/// Why a `secring.mix` could not be read. Key blocks are numbered from 1.
+/// Error reading a `secring.mix`. Key blocks are numbered from 1.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SecringError {
     #[error("no key block found in secring.mix")]

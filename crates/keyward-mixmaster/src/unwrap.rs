@@ -2,9 +2,9 @@
 //! checks, and the result for the remailer (deliver, forward, drop).
 //!
 //! Every failure is one [`Invalid`] value. Its [`InvalidReason`] exists for a
-//! debug log only; a caller must treat every reason the same way (drop the
-//! packet with one message), so that nothing outside tells a bad RSA block
-//! from any other defect.
+//! debug log only. A caller must treat every reason the same way (drop the
+//! packet with one message), so that no one outside can distinguish a bad RSA
+//! block from any other defect.
 
 use std::fmt;
 use std::io::Read;
@@ -32,7 +32,7 @@ const MAX_BODY_PAYLOAD: usize = 10_236;
 /// Length of one destination or header field in a final-hop payload.
 const FIELD_LEN: usize = 80;
 
-/// Why a packet was dropped. For a debug log only: see the module comment.
+/// Cause of a dropped packet, for a debug log only (see the module comment).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum InvalidReason {
@@ -103,7 +103,7 @@ pub struct FinalMail {
     pub body: Vec<u8>,
 }
 
-/// What a packet turned out to be.
+/// Result of processing a packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unwrapped {
     /// Final hop: deliver `mail`.
@@ -199,6 +199,7 @@ fn parse_header_part(dec: &[u8], now: u64) -> Result<HeaderPart, Invalid> {
         }
         other => return invalid(InvalidReason::UnknownPacketType(other)),
     };
+
     // Timestamp: "0000", NUL, days since 1970 as 2 bytes little-endian. Then
     // MD5 of everything before the digest.
     let digest_ok = Md5::digest(&dec[..off + 7]).as_slice().ct_eq(&dec[off + 7..off + 23]);
@@ -208,6 +209,7 @@ fn parse_header_part(dec: &[u8], now: u64) -> Result<HeaderPart, Invalid> {
     if &dec[off..off + 5] != b"0000\0" {
         return invalid(InvalidReason::MissingTimestamp);
     }
+
     let days = u64::from(u16::from_le_bytes([dec[off + 5], dec[off + 6]]));
     let today = now / SECONDS_PER_DAY;
     if days > today + FUTURE_TOLERANCE_DAYS {
@@ -216,6 +218,7 @@ fn parse_header_part(dec: &[u8], now: u64) -> Result<HeaderPart, Invalid> {
     if days + MAX_PACKET_AGE_DAYS < today {
         return invalid(InvalidReason::OldTimestamp);
     }
+
     if let HeaderKind::Partial { chunk, chunks, .. } = kind {
         if chunk == 0 || chunk > chunks {
             return invalid(InvalidReason::BadChunkNumber);
@@ -413,6 +416,7 @@ fn decompress(data: &[u8]) -> Result<Vec<u8>, Invalid> {
     if data.len() < 10 || data[..2] != [0x1f, 0x8b] {
         return Ok(data.to_vec());
     }
+
     let bad = || Invalid::new(InvalidReason::Decompression);
     if data[2] != 8 {
         return Err(bad());
@@ -432,6 +436,7 @@ fn decompress(data: &[u8]) -> Result<Vec<u8>, Invalid> {
     if flags & FHCRC != 0 {
         off += 2;
     }
+
     let stream = data.get(off..).ok_or_else(bad)?;
     let mut out = Vec::new();
     flate2::read::DeflateDecoder::new(stream)

@@ -122,6 +122,7 @@ fn key_txt_reproduced_from_secring() {
             key_txt_block(key.n(), key.e(), key.bits(), key.key_id())
         );
         assert_eq!(text.as_bytes(), read(&format!("{dir}/key.txt")), "{dir}/key.txt");
+        assert_eq!(keys()[dir].block_key.key_txt_block(), key_txt_block(key.n(), key.e(), key.bits(), key.key_id()));
     }
 }
 
@@ -183,6 +184,18 @@ fn rsa_blocks_reject_lines_give_rejection_value() {
         let result = packet.unwrap_with_padding(&first, NOW, &[0; 512]);
         assert!(result.is_err(), "{case}: packet not dropped");
     }
+}
+
+#[test]
+fn rsa_block_key_is_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<RsaBlockKey>();
+}
+
+#[test]
+fn rsa_block_key_rejects_invalid_der() {
+    assert!(RsaBlockKey::from_pkcs1_der(b"").is_err());
+    assert!(RsaBlockKey::from_pkcs1_der(&[0x30, 0x03, 0x02, 0x01, 0x00]).is_err());
 }
 
 #[test]
@@ -337,9 +350,9 @@ fn packets_outside_time_window_are_dropped() {
 
 #[test]
 fn tampered_packets_are_dropped() {
-    // The 1024-bit format protects only the 328-byte header part (MD5 inside
-    // its first 88 bytes for a final hop); version A also has HMACs over the
-    // whole part and the body.
+    // The 1024-bit format protects only the 328-byte header part, by an MD5
+    // over its first 72 bytes for a final hop. Version A also has HMACs over
+    // the whole part and over the body.
     let cases: [(&str, &[usize]); 2] = [("r1024", &[153, 200, 230]), ("r4096", &[537, 700, 10_240, 20_000])];
     for (dir, offsets) in cases {
         let case = "packet-01";
