@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use keyward_mixmaster::{
     capability_line, format_final_mail, format_next_hop_mail, key_txt_block, key_usable, parse_date,
-    parse_final_payload, parse_packet, parse_secring, FinalMailConfig, KeyId, Reassembly, RemailerInfo,
+    parse_final_payload, parse_packet, parse_secring, FinalMailConfig, InvalidReason, KeyId, Reassembly, RemailerInfo,
     RsaBlockKey, SecretKey, SecringError, Unwrapped,
 };
 use serde_json::Value;
@@ -181,8 +181,17 @@ fn rsa_blocks_reject_lines_give_rejection_value() {
 
         let packet = parse_packet(&read(line["packet"].as_str().unwrap())).unwrap();
         assert_eq!(packet.rsa_block, block, "{case}");
-        let result = packet.unwrap_with_padding(&first, NOW, &[0; 512]);
-        assert!(result.is_err(), "{case}: packet not dropped");
+        // A bad block ends at the same checks as any corrupted header: the
+        // packet type and MD5 digest (1024-bit) or the body HMAC (version A).
+        let reason = packet.unwrap_with_padding(&first, NOW, &[0; 512]).unwrap_err().reason().clone();
+        if out_len == 24 {
+            assert!(
+                matches!(reason, InvalidReason::HeaderDigest | InvalidReason::UnknownPacketType(_)),
+                "{case}: {reason:?}"
+            );
+        } else {
+            assert_eq!(reason, InvalidReason::BodyHmac, "{case}");
+        }
     }
 }
 
@@ -395,6 +404,13 @@ fn secring_case_two_keys_one_expired() {
         let plain = block_key.decrypt_fixed(&unhex(&line["rsa_block"]), 24).unwrap();
         assert_eq!(*plain, unhex(&line["rsa_plaintext"]), "{case}");
     }
+
+    // The packet to key A is also too old, apart from the expired key.
+    let line = cases.iter().find(|l| l["case"] == "two_keys_one_expired/key-A").unwrap();
+    let packet = parse_packet(&read(line["packet"].as_str().unwrap())).unwrap();
+    assert_eq!(packet.key_id, a.key_id());
+    let result = packet.unwrap_with_padding(&unhex(&line["rsa_plaintext"]), NOW, &[0; 512]);
+    assert_eq!(result.unwrap_err().reason(), &InvalidReason::OldTimestamp);
 
     let line = cases.iter().find(|l| l["case"] == "two_keys_one_expired/key-B").unwrap();
     let packet = parse_packet(&read(line["packet"].as_str().unwrap())).unwrap();
