@@ -73,16 +73,15 @@ pub fn format_date(secs: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
-/// Returns whether a key may be used at `now`: it was created no later than
-/// `now`, and `now` is before its expiry date plus the 7-day grace period.
+/// Returns whether a key may be used at `now`: from its creation to its
+/// expiry plus the 7-day grace period, as Mixmaster checks it
+/// (`expires + KEYGRACEPERIOD < now` means expired).
 ///
-/// `created` and `expires` are the start of the days the key states (as
-/// [`parse_date`] returns them). Mixmaster compares whole dates, so a key whose
-/// `Created` date is today is usable all day, and one with `Expires` date E is
-/// usable up to the end of day E + 7.
+/// `created` and `expires` are the start (00:00 UTC) of the days the key
+/// states, as [`parse_date`] returns them. So a key with `Expires` date E is
+/// usable until 00:00 UTC of day E + 7.
 pub fn key_usable(created: u64, expires: u64, now: u64) -> bool {
-    let today = now - now % SECONDS_PER_DAY;
-    created <= today && today <= expires.saturating_add(KEY_GRACE_PERIOD_SECS)
+    created <= now && now <= expires.saturating_add(KEY_GRACE_PERIOD_SECS)
 }
 
 #[cfg(test)]
@@ -111,8 +110,11 @@ mod tests {
         let expires = parse_date("2027-06-02").unwrap();
         let noon = |d: &str| parse_date(d).unwrap() + 12 * 3600;
         assert!(key_usable(created, expires, noon("2026-12-04")));
-        assert!(key_usable(created, expires, noon("2027-06-09")));
-        assert!(!key_usable(created, expires, noon("2027-06-10")));
+        assert!(key_usable(created, expires, created));
+        assert!(key_usable(created, expires, noon("2027-06-08")));
+        assert!(key_usable(created, expires, parse_date("2027-06-09").unwrap()));
+        assert!(!key_usable(created, expires, parse_date("2027-06-09").unwrap() + 1));
         assert!(!key_usable(created, expires, noon("2026-12-03")));
+        assert!(!key_usable(created, expires, created - 1));
     }
 }
