@@ -65,9 +65,15 @@ fn make_ciphertext(class: usize, rsa: &Rsa<Private>, out_len: usize, rng: &mut X
     match class {
         0 => raw_encrypt(rsa, &pkcs1_type2(k, out_len, rng)),
         1 => {
-            let mut c: Vec<u8> = (0..k).map(|_| rng.byte()).collect();
-            c[0] = 0; // below n
-            c
+            // Uniform below n, like real ciphertexts: a class of numerically
+            // smaller c would differ in a public property, not in padding.
+            let n = rsa.n().to_vec_padded(k as i32).expect("modulus fits k bytes");
+            loop {
+                let c: Vec<u8> = (0..k).map(|_| rng.byte()).collect();
+                if c < n {
+                    break c;
+                }
+            }
         }
         2 => {
             let mut em = vec![0u8, 1];
