@@ -15,7 +15,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Where things live; every flag overrides an environment variable.
+/// Places: each flag overrides an environment variable.
 #[derive(Args, Clone, Debug, Default)]
 pub struct Places {
     /// Keystore directory [env: KEYWARD_KEYSTORE] [default: /var/lib/keyward for root, else $XDG_DATA_HOME/keyward]
@@ -59,7 +59,7 @@ pub enum Command {
         /// Comment shown by ssh-add -L and keyward list
         #[arg(long, default_value = "")]
         comment: String,
-        /// What the key may do [default: sign for SSH types, decrypt for x25519, mixmaster for Mixmaster types]
+        /// Purpose of the key [default: sign for SSH types, decrypt for x25519, mixmaster for Mixmaster types]
         #[arg(long, value_parser = ["sign", "ssh-auth", "ssh-host", "sshsig", "decrypt", "agree", "mixmaster"])]
         purpose: Option<String>,
         /// First day the key may be used (YYYY-MM-DD, UTC)
@@ -82,7 +82,7 @@ pub enum Command {
         /// Read the file's own passphrase from this file descriptor (used as the exact bytes given)
         #[arg(long, value_name = "N")]
         source_passphrase_fd: Option<i32>,
-        /// What the key may do [default: as for keygen]
+        /// Purpose of the key [default: as for keygen]
         #[arg(long, value_parser = ["sign", "ssh-auth", "ssh-host", "sshsig", "decrypt", "agree", "mixmaster"])]
         purpose: Option<String>,
         /// Comment [default: the file's own comment, if it has one]

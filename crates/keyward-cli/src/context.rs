@@ -42,7 +42,7 @@ impl Context {
         places::keystore_dir(self.places.keystore.as_deref(), &self.env).map_err(|error| CliError::failed(error.to_string()))
     }
 
-    /// The socket directory a client uses.
+    /// Returns the socket directory a client connects to.
     pub fn client_socket_dir(&self) -> Result<PathBuf> {
         places::client_socket_dir(self.places.socket_dir.as_deref(), &self.env, |dir| {
             std::os::unix::net::UnixStream::connect(dir.join(places::AGENT_SOCKET)).is_ok()
@@ -50,7 +50,7 @@ impl Context {
         .map_err(|error| CliError::failed(error.to_string()))
     }
 
-    /// The socket directory the daemon serves in.
+    /// Returns the socket directory the daemon listens in.
     pub fn daemon_socket_dir(&self) -> Result<PathBuf> {
         places::daemon_socket_dir(self.places.socket_dir.as_deref(), &self.env).map_err(|error| CliError::failed(error.to_string()))
     }
@@ -68,7 +68,7 @@ impl Context {
     }
 }
 
-/// The KDF policy: production unless the test-only variable is set.
+/// Returns the KDF policy: production unless the test-only variable is set.
 pub fn kdf_policy() -> KdfPolicy {
     if std::env::var_os(TEST_INSECURE_KDF).is_some_and(|value| value == "1") {
         KdfPolicy::InsecureTest
@@ -85,7 +85,7 @@ pub fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_secs()).unwrap_or(0)
 }
 
-/// The first uid of ordinary users (UID_MIN in /etc/login.defs, else 1000).
+/// Returns the first uid of ordinary users (UID_MIN in /etc/login.defs, else 1000).
 fn system_uid_min() -> u32 {
     let Ok(defs) = std::fs::read_to_string("/etc/login.defs") else { return 1000 };
     defs.lines()

@@ -39,7 +39,7 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// The uids a CLI trusts to serve the admin socket: root, the caller, and
+/// Lists the uids a CLI trusts to serve the admin socket: root, the caller, and
 /// the owner of the keystore directory (the daemon's user in system mode).
 fn trusted_daemon_uids(keystore: Option<&Path>) -> Vec<u32> {
     let mut uids = vec![0, rustix::process::getuid().as_raw()];

@@ -48,7 +48,7 @@ pub struct DaemonState {
     unlocked: Mutex<Option<Unlocked>>,
     /// Failed unseal attempts and when the last one failed.
     unseal_failures: Mutex<(u32, Option<Instant>)>,
-    /// Why no protected memory is available; unsealing is then refused.
+    /// The reason no protected memory is available. Unsealing is refused while set.
     memory_error: Option<String>,
 }
 

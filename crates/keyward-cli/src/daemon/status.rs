@@ -37,7 +37,7 @@ pub fn document(state: &DaemonState, started: Instant) -> Value {
     })
 }
 
-/// The protections in force, measured now rather than remembered.
+/// Measures the protections in force now, rather than reporting what was configured.
 fn protections() -> Value {
     let measured = keyward_protect::measure();
     json!({
