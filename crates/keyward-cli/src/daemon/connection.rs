@@ -63,7 +63,10 @@ async fn read_frame(stream: &mut UnixStream, max: usize) -> Result<Zeroizing<Vec
 }
 
 async fn write_frame(stream: &mut UnixStream, body: &[u8]) -> std::io::Result<()> {
-    stream.write_all(&agent::frame(body)).await
+    // Replies can carry age file keys and X25519 shared secrets, so the
+    // framed copy is wiped as well.
+    let frame = Zeroizing::new(agent::frame(body));
+    stream.write_all(&frame).await
 }
 
 /// Serves one service-socket connection until the client leaves.
@@ -90,13 +93,13 @@ pub async fn serve_agent(mut stream: UnixStream, state: Arc<DaemonState>) {
         // An empty frame has no message type; it gets FAILURE like any
         // malformed request.
         let reply = state.service.handle(&mut connection, &body, context::now());
-        let reply = match reply {
+        let reply = Zeroizing::new(match reply {
             Reply::Ready(body) => body,
             Reply::Work(work) => match tokio::task::spawn_blocking(move || work.run()).await {
                 Ok(body) => body,
                 Err(_) => agent::failure(),
             },
-        };
+        });
         if write_frame(&mut stream, &reply).await.is_err() {
             return;
         }
