@@ -159,7 +159,7 @@ fn read_pkcs8(file: &[u8], passphrase: Option<&[u8]>) -> Result<PKey<Private>, I
 /// Reads an age identity file: one X25519 key per `AGE-SECRET-KEY-1…`
 /// line, in file order. Errors name the line, never its text.
 pub fn age(file: &[u8]) -> Result<Vec<ImportedKey>, ImportError> {
-    let invalid = |reason: String| ImportError::Invalid { format: "age identity", reason };
+    let invalid = |reason: String| ImportError::Invalid { format: "age", reason };
     let text = std::str::from_utf8(file).map_err(|_| invalid("the file is not UTF-8 text".into()))?;
     let secrets = crate::x25519::parse_age_identity_file(text).map_err(|error| invalid(error.to_string()))?;
     Ok(secrets
