@@ -83,6 +83,11 @@ fn main() -> ExitCode {
         print!("{USAGE}");
         return ExitCode::SUCCESS;
     };
+    // File keys pass through this process: no core dumps, no same-uid ptrace.
+    if let Err(error) = keyward_protect::process::harden_process() {
+        eprintln!("age-plugin-keyward: cannot harden the process: {error}");
+        return ExitCode::FAILURE;
+    }
     let socket = agent_socket(socket_dir.as_deref());
     match run_state_machine(&state_machine, Handler { socket }) {
         Ok(()) => ExitCode::SUCCESS,

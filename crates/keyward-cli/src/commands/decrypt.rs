@@ -25,6 +25,9 @@ use crate::error::{CliError, ExitCode, Result};
 const BUFFER_LEN: usize = 64 * 1024;
 
 pub fn decrypt(context: &Context, key_name: Option<&str>, file: &Path) -> Result<()> {
+    // The file key passes through this process: no core dumps, no same-uid
+    // ptrace.
+    keyward_protect::process::harden_process().map_err(|error| CliError::failed(format!("cannot harden the process: {error}")))?;
     let mut agent = AgentClient::connect(&context.agent_socket()?)?;
     let keys = usable_keys(&mut agent, key_name)?;
     if agent.status()? == State::Sealed {
