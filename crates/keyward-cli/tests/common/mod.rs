@@ -306,11 +306,11 @@ pub fn as_user(uid: u32, gid: u32, groups: &[u32], program: &Path) -> Command {
 }
 
 impl Env {
-    /// Like [`Env::keyward`], but the binary runs under `launcher` (for
-    /// example `setpriv` with its arguments, from [`as_user`]).
-    pub fn keyward_under(&self, mut launcher: Command) -> Command {
-        launcher
-            .arg(keyward_binary())
+    /// Adds this environment's places and the test-only cheap KDF to a
+    /// command that runs the `keyward` binary (directly, or as the last
+    /// argument of a launcher such as `setpriv`).
+    pub fn with_places(&self, mut command: Command) -> Command {
+        command
             .arg("--keystore")
             .arg(&self.keystore)
             .arg("--socket-dir")
@@ -320,7 +320,27 @@ impl Env {
             .env_remove("KEYWARD_SOCKET_DIR")
             .env_remove("KEYWARD_CONFIG")
             .env_remove("SSH_AUTH_SOCK");
-        launcher
+        command
+    }
+
+    /// Links (or copies) `binary` into this environment's `bin` directory,
+    /// so other uids can run it even when the build directory is private.
+    pub fn reachable_copy(&self, binary: &Path) -> PathBuf {
+        let dir = self.path("bin");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let target = dir.join(binary.file_name().unwrap());
+        if !target.exists() && std::fs::hard_link(binary, &target).is_err() {
+            std::fs::copy(binary, &target).unwrap();
+        }
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).unwrap();
+        target
+    }
+
+    /// A `keyward` command run as `uid` and `gid` with the supplementary
+    /// `groups`, through `setpriv`.
+    pub fn keyward_as(&self, uid: u32, gid: u32, groups: &[u32]) -> Command {
+        self.with_places(as_user(uid, gid, groups, &self.reachable_copy(&keyward_binary())))
     }
 
     /// Runs `keyward ARGS` with `stdin` as standard input and the file
@@ -329,7 +349,8 @@ impl Env {
     pub fn run_with_fd3(&self, args: &[&str], stdin: &[u8], fd3: &Path) -> Output {
         let mut shell = Command::new("/bin/sh");
         shell.args(["-c", "exec 3<\"$KEYWARD_TEST_FD3\"; exec \"$@\"", "sh"]).env("KEYWARD_TEST_FD3", fd3);
-        let mut command = self.keyward_under(shell);
+        shell.arg(keyward_binary());
+        let mut command = self.with_places(shell);
         command.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = command.spawn().expect("run keyward");
         child.stdin.take().unwrap().write_all(stdin).unwrap();
