@@ -306,6 +306,7 @@ fn structural_edits_are_detected() {
     let output = env.run_with_input(&["keygen", "--type", "ed25519", "--name", "control", "--passphrase-fd", "0"], PASSPHRASE.as_bytes());
     assert_success(&output, "keygen on the unedited file");
 }
+
 /// Runs `keyward passwd` (offline, or through an unsealed daemon) with the
 /// new passphrase on file descriptor 3.
 fn passwd(env: &Env) -> Output {

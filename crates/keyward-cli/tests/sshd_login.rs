@@ -14,13 +14,32 @@ fn login(env: &Env, sshd: &Sshd, name: &str, strict: &str, extra: &[&str]) -> st
     sshd.client(&env.agent_socket(), &identity, &env.path("known_hosts"), strict, extra).output().unwrap()
 }
 
-/// The fingerprint `keyward list --json` shows for `name`.
+/// Returns the fingerprint `keyward list --json` shows for `name`.
 fn fingerprint(env: &Env, name: &str) -> String {
     let output = env.run(&["list", "--json"]);
     assert_success(&output, "keyward list --json");
     let keys: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let key = keys.as_array().unwrap().iter().find(|key| key["name"] == name).expect("the key is listed");
     key["fingerprint"].as_str().unwrap().to_owned()
+}
+
+fn is_private_key(bytes: &[u8]) -> bool {
+    let first_line = bytes.split(|&byte| byte == b'\n').next().unwrap_or_default();
+    first_line.starts_with(b"-----BEGIN ") && first_line.ends_with(b"PRIVATE KEY-----")
+}
+
+/// Files under `dir` that hold a private key in PEM or OpenSSH format.
+fn private_key_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(private_key_files(&path));
+        } else if std::fs::read(&path).is_ok_and(|bytes| is_private_key(&bytes)) {
+            found.push(path);
+        }
+    }
+    found
 }
 
 #[test]
@@ -34,6 +53,9 @@ fn ssh_logs_in_with_daemon_held_ed25519_key() {
 
     let output = login(&env, &sshd, "login-ed", "accept-new", &[]);
     assert_success(&output, "ssh with the daemon's Ed25519 key");
+    let host_key = sshd.dir.join("ssh_host_ed25519_key");
+    let files = private_key_files(env.root.path());
+    assert_eq!(files, vec![host_key], "private key files other than sshd's own host key exist");
     assert_eq!(stdout(&output).trim(), "logged-in", "the remote command did not run");
     let log = sshd.log_text();
     assert!(log.contains("Accepted publickey for root"), "sshd did not accept a public key:\n{log}");
@@ -42,8 +64,8 @@ fn ssh_logs_in_with_daemon_held_ed25519_key() {
 }
 
 #[test]
-fn ssh_logs_in_with_daemon_held_rsa_key_and_sha512() {
-    if !root_or_skip("ssh_logs_in_with_daemon_held_rsa_key_and_sha512") {
+fn ssh_logs_in_with_daemon_rsa_sha512() {
+    if !root_or_skip("ssh_logs_in_with_daemon_rsa_sha512") {
         return;
     }
     let (env, _daemon) = Env::running(&[("rsa-2048", "login-rsa")]);
@@ -54,10 +76,13 @@ fn ssh_logs_in_with_daemon_held_rsa_key_and_sha512() {
 
     let output = login(&env, &sshd, "login-rsa", "accept-new", &["-o", "PubkeyAcceptedAlgorithms=rsa-sha2-512"]);
     assert_success(&output, "ssh with the daemon's RSA key");
+    let host_key = sshd.dir.join("ssh_host_ed25519_key");
+    let files = private_key_files(env.root.path());
+    assert_eq!(files, vec![host_key], "private key files other than sshd's own host key exist");
     assert_eq!(stdout(&output).trim(), "logged-in", "the remote command did not run");
     let log = sshd.log_text();
     let expected = fingerprint(&env, "login-rsa");
-    assert!(log.contains(&format!("Accepted publickey for root")), "sshd did not accept a public key:\n{log}");
+    assert!(log.contains("Accepted publickey for root"), "sshd did not accept a public key:\n{log}");
     assert!(log.contains(&format!("RSA {expected}")), "sshd accepted a key other than {expected}:\n{log}");
     assert!(log.contains("rsa-sha2-512"), "sshd's log does not mention rsa-sha2-512:\n{log}");
 }
@@ -98,4 +123,6 @@ fn sshd_serves_daemon_held_host_key() {
     let output = login(&env, &sshd, "user", "yes", &[]);
     assert_success(&output, "ssh verifying the daemon-held host key");
     assert_eq!(stdout(&output).trim(), "logged-in", "the remote command did not run");
+    let files = private_key_files(env.root.path());
+    assert!(files.is_empty(), "private key files exist although the daemon holds every key: {files:?}");
 }

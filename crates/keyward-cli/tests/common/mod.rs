@@ -284,13 +284,13 @@ pub fn root_or_skip(test: &str) -> bool {
     false
 }
 
-/// A free TCP port on 127.0.0.1, found by binding port 0.
+/// Finds a free TCP port on 127.0.0.1 by binding port 0.
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().unwrap().port()
 }
 
-/// A command that runs `program` as another uid and gid through
+/// Builds a command that runs `program` as another uid and gid through
 /// `setpriv`, with exactly the supplementary `groups` given.
 pub fn as_user(uid: u32, gid: u32, groups: &[u32], program: &Path) -> Command {
     let mut command = Command::new(require_program("setpriv"));
@@ -369,7 +369,7 @@ impl Env {
         daemon
     }
 
-    /// The OpenSSH public key line of `name`, without its comment.
+    /// Returns the OpenSSH public key line of `name`, without its comment.
     pub fn public_key_line(&self, name: &str) -> String {
         let output = self.run(&["pubkey", name]);
         assert_success(&output, "keyward pubkey");
@@ -377,7 +377,7 @@ impl Env {
     }
 }
 
-/// The key lines (type and base64, no comment) `ssh-add -L` prints for a
+/// Extracts the key lines (type and base64, no comment) `ssh-add -L` prints for a
 /// client; empty when the agent lists no keys. `ssh-add -L` exits 1 with
 /// no keys, so the exit status is not checked here.
 pub fn listed_keys(output: &Output) -> Vec<String> {
@@ -413,9 +413,9 @@ pub struct Sshd {
 }
 
 impl Sshd {
-    /// Starts sshd with `authorized_keys` as the only authorized keys and
-    /// `host_key_lines` as its `HostKey` (and related) settings; with none,
-    /// it gets an Ed25519 host key file of its own.
+    /// Starts sshd with `authorized_keys` as its only authorized keys and
+    /// `extra_config` added to its configuration. Unless `extra_config`
+    /// sets `HostKey`, sshd gets an Ed25519 host key file of its own.
     pub fn start(dir: &Path, authorized_keys: &str, extra_config: &str) -> Sshd {
         let sshd = require_program("sshd");
         std::fs::create_dir_all("/run/sshd").expect("create /run/sshd");
@@ -454,7 +454,7 @@ impl Sshd {
                 ),
             )
             .unwrap();
-            let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+            let log_file = std::fs::File::create(&log).unwrap();
             let mut child = Command::new(&sshd)
                 .arg("-D")
                 .arg("-e")
@@ -470,7 +470,10 @@ impl Sshd {
                 if let Ok(Some(_)) = child.try_wait() {
                     break;
                 }
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                // Its own log line, not a TCP connect: another test's sshd
+                // may listen on the same port when this one failed to bind.
+                let listening = format!("Server listening on 127.0.0.1 port {port}");
+                if std::fs::read_to_string(&log).is_ok_and(|text| text.contains(&listening)) {
                     return Sshd { child, port, dir: dir.to_owned(), log };
                 }
                 std::thread::sleep(Duration::from_millis(20));
@@ -487,7 +490,7 @@ impl Sshd {
 
     /// An `ssh` client for this server that uses only the agent at
     /// `agent_socket` and the public key file `identity`, runs
-    /// `echo logged-in`, and never asks anything.
+    /// `echo logged-in`, and never prompts (BatchMode).
     /// `options` go before the destination.
     pub fn client(&self, agent_socket: &Path, identity: &Path, known_hosts: &Path, strict: &str, options: &[&str]) -> Command {
         let mut command = with_agent("ssh", agent_socket);
