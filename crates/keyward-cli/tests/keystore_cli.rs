@@ -144,7 +144,8 @@ fn try_start_daemon(env: &Env) -> Option<common::Daemon> {
             assert!(text.contains("error: "), "the daemon stopped without a message:\n{text}");
             return None;
         }
-        if std::os::unix::net::UnixStream::connect(env.agent_socket()).is_ok() {
+        let connect = std::os::unix::net::UnixStream::connect;
+        if connect(env.agent_socket()).is_ok() && connect(env.admin_socket()).is_ok() {
             return Some(common::Daemon { child, log });
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -196,6 +196,9 @@ fn socket_group_and_rules_limit_unprivileged_daemon() {
     let mut command = env.keyward_as(DAEMON_UID, DAEMON_UID, &[SOCKET_GID]);
     command.args(["daemon", "--foreground"]);
     let daemon = env.start_daemon_command(command);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid())).unwrap();
+    let uids = status.lines().find(|line| line.starts_with("Uid:")).unwrap().split_whitespace().skip(1).collect::<Vec<_>>();
+    assert_eq!(uids, vec![DAEMON_UID.to_string(); 4], "the daemon does not run as uid {DAEMON_UID}");
     env.unseal();
 
     let socket = std::fs::metadata(env.agent_socket()).unwrap();

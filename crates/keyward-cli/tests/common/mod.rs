@@ -144,6 +144,8 @@ impl Env {
         let child = command.spawn().expect("start the daemon");
         let daemon = Daemon { child, log };
         daemon.wait_for_socket(&self.agent_socket());
+        // The daemon binds the admin socket after the service socket.
+        daemon.wait_for_socket(&self.admin_socket());
         daemon
     }
 
@@ -366,6 +368,8 @@ impl Env {
         let child = command.spawn().expect("start the daemon");
         let daemon = Daemon { child, log };
         daemon.wait_for_socket(&self.agent_socket());
+        // The daemon binds the admin socket after the service socket.
+        daemon.wait_for_socket(&self.admin_socket());
         daemon
     }
 
