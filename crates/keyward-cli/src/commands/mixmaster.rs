@@ -324,7 +324,13 @@ pub fn unwrap(context: &Context, file: &Path) -> Result<()> {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEYWARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(ansi)
+        .try_init();
 }
 
 fn read_message(file: &Path) -> Result<Option<Vec<u8>>> {
@@ -426,7 +432,8 @@ fn rsa_step(context: &Context, packet: &keyward_mixmaster::Packet) -> Result<Opt
     let socket = context
         .agent_socket()
         .map_err(|error| CliError::with_code(ExitCode::NoDaemon, error.message))?;
-    let mut client = AgentClient::connect(&socket).map_err(CliError::from)?;
+    let mut client = AgentClient::connect(&socket)
+        .map_err(|error| CliError::from(error).hint("nothing was dropped; deliver the message again once the daemon runs"))?;
     let out_len = packet.rsa_out_len as u32;
     match client.mixmaster_rsa(&packet.key_id.0, &packet.rsa_block, out_len).map_err(unreachable)? {
         Ok(plaintext) => Ok(Some(plaintext)),
