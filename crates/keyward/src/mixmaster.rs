@@ -90,7 +90,7 @@ pub fn parse_reply_body(body: &[u8], out_len: u32) -> Result<Zeroizing<Vec<u8>>,
     Ok(Zeroizing::new(plaintext.to_vec()))
 }
 
-/// The Mixmaster key type for a modulus of `bits` bits: 1024 (the spec
+/// Returns the Mixmaster key type for a modulus of `bits` bits: 1024 (the spec
 /// format), or 2048, 3072 and 4096 (the large-key format). Other sizes
 /// cannot be addressed by a Type II packet.
 pub fn key_type_for_bits(bits: usize) -> Option<KeyType> {
@@ -131,12 +131,12 @@ impl PublicKey {
         (self.n.len() - 1) * 8 + (8 - self.n[0].leading_zeros() as usize)
     }
 
-    /// The Mixmaster key ID, MD5(n ‖ e).
+    /// Computes the Mixmaster key ID, MD5(n ‖ e).
     pub fn key_id(&self) -> KeyId {
         KeyId::compute(&self.n, &self.e).unwrap_or(KeyId([0; 16]))
     }
 
-    /// The `key.txt` a remailer publishes, byte for byte as Mixmaster
+    /// Formats the `key.txt` a remailer publishes, byte for byte as Mixmaster
     /// writes it: the capability line, an empty line, the
     /// `-----Begin Mix Key-----` block and an empty line. `created` and
     /// `expires` are seconds since the epoch; only their UTC dates are
@@ -151,8 +151,8 @@ impl PublicKey {
     }
 }
 
-/// The entry attributes a Mixmaster key gets: its key ID. Empty for a blob
-/// that is not a Mixmaster public key.
+/// Returns the entry attributes a Mixmaster key gets: its key ID. Empty
+/// for a blob that is not a Mixmaster public key.
 pub fn key_attributes(public_blob: &[u8]) -> Vec<(String, String)> {
     match PublicKey::parse(public_blob) {
         Ok(key) => vec![(KEY_ID_ATTRIBUTE.to_owned(), key.key_id().to_hex())],
@@ -175,7 +175,7 @@ pub fn fresh_key_validity(bits: u32, now: u64) -> (u64, u64) {
     (created, created + days * SECONDS_PER_DAY)
 }
 
-/// Whether a Mixmaster key with these stored validity bounds may decrypt
+/// Returns whether a Mixmaster key with these stored validity bounds may decrypt
 /// at `now`: from 00:00 UTC of its first day until 00:00 UTC of its last
 /// day plus Mixmaster's 7-day grace period. A missing bound does not limit.
 pub fn usable(not_before: Option<u64>, not_after: Option<u64>, now: u64) -> bool {
@@ -197,7 +197,7 @@ pub struct ImportedRingKey {
     pub expires: u64,
 }
 
-/// Why a `secring.mix` could not be imported.
+/// An error importing a `secring.mix`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RingImportError {

@@ -69,7 +69,7 @@ pub struct Settings {
     pub options: String,
 }
 
-/// The domain part of an address such as `Name <user@domain>`.
+/// Returns the domain part of an address such as `Name <user@domain>`.
 fn domain_of(address: &str) -> Option<&str> {
     let inner = match (address.find('<'), address.rfind('>')) {
         (Some(start), Some(end)) if start < end => &address[start + 1..end],
@@ -80,9 +80,9 @@ fn domain_of(address: &str) -> Option<&str> {
 }
 
 impl Settings {
-    /// Reads the section; a setting this version does not know, or a value
-    /// with a control character (it would end up in a mail header), is an
-    /// error.
+    /// Reads the section. A setting this version does not know is an error,
+    /// and so is a value with a control character, because it would end up
+    /// in a mail header.
     pub fn from_config(config: &MixmasterConfig, keystore: &Path) -> Result<Settings> {
         let check = |name: &str, value: &str| -> Result<String> {
             if value.is_empty() || value.chars().any(char::is_control) {
@@ -146,9 +146,9 @@ impl Settings {
         })
     }
 
-    /// What delivered mail needs: `anon_from`, and the abuse address and
-    /// Message-ID domain, which default to `abuse@` and the domain of
-    /// `anon_from`.
+    /// Returns the settings delivered mail needs: `anon_from`, and the abuse
+    /// address and Message-ID domain, which default to `abuse@` and the
+    /// domain of `anon_from`.
     fn final_mail(&self) -> Result<FinalMailConfig> {
         let anon_from = Self::required(&self.anon_from, "anon_from", "for the From: line of delivered mail")?;
         let domain = domain_of(anon_from).map(str::to_owned);
@@ -198,8 +198,8 @@ pub fn keygen_validity(key_type: KeyType, not_before: Option<u64>, not_after: Op
 }
 
 /// `keyward import --format secring.mix`: every key of the ring, named
-/// NAME when it holds one key and NAME-<first 8 hex digits of the Mixmaster
-/// key ID> when it holds several; all or nothing.
+/// NAME when it contains one key and NAME-<first 8 hex digits of the Mixmaster
+/// key ID> when it contains several; all or nothing.
 #[allow(clippy::too_many_arguments)]
 pub fn import(
     context: &Context,
@@ -252,7 +252,7 @@ Replace it soon: generate a fresh key (`keyward keygen --type mixmaster-4096 --n
     Ok(())
 }
 
-/// Why a packet is dropped, for the debug log only.
+/// The reason a packet is dropped, for the debug log only.
 enum DropReason {
     /// The packet's own checks failed. A bad RSA block ends here too, at
     /// the same checks as a damaged header.
@@ -261,7 +261,7 @@ enum DropReason {
     Key,
     Replay,
     Partial(&'static str),
-    /// The next hop field holds more than one address.
+    /// The next hop field contains more than one address.
     NextHop,
     TooLarge,
 }
@@ -320,7 +320,8 @@ pub fn unwrap(context: &Context, file: &Path) -> Result<()> {
     }
 }
 
-/// Debug lines only when `KEYWARD_LOG` asks for them.
+/// Sets up logging to stderr, with debug lines only when `KEYWARD_LOG`
+/// requests them.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEYWARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));

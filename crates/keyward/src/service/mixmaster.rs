@@ -28,7 +28,7 @@ impl Service {
         let Some(keys) = self.inner.keys.load_full() else {
             return Reply::Ready(self.refuse(connection, None, "sealed", Some(EXTENSION), failure(FailureCode::Sealed)));
         };
-        // Key IDs are public; a remailer holds a handful of keys.
+        // Key IDs are public, and a remailer has a handful of keys.
         let Some(index) = keys.iter().position(|key| key.mixmaster().is_some_and(|m| m.key_id().0 == request.key_id))
         else {
             let reply = failure(FailureCode::Refused);
@@ -59,7 +59,7 @@ impl Service {
             let key = keys.iter().nth(index).expect("the key set is immutable");
             let block_key = key.mixmaster().expect("found by its Mixmaster key");
             // The result is the message for a valid block and the
-            // rejection value for any other: both are answered alike.
+            // rejection value for any other. Both get the same reply.
             match block_key.decrypt_fixed(&request.rsa_block, request.out_len as usize) {
                 Ok(plaintext) => {
                     if !service.succeeded(&peer, key, OPERATION) {
