@@ -431,3 +431,27 @@ fn keygen_sets_mixmaster_validity_and_publishes_key() {
     let output = kw(&env, &["keygen", "--type", "mixmaster-2048", "--name", "x"], b"");
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
 }
+
+#[test]
+fn missing_setting_drops_nothing() {
+    let (env, _daemon) = daemon_with_rings();
+    let packet = data("r1024/packets/05.eml");
+    let config = env.keystore.join("keyward.toml");
+
+    std::fs::write(&config, "[mixmaster]\naddress = \"s1k@remailer.invalid\"\n").unwrap();
+    let output = unwrap_file(&env, &packet);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).starts_with("error: the [mixmaster] section of the config file has no anon_from"), "{}", stderr(&output));
+    assert!(output.stdout.is_empty());
+
+    std::fs::write(&config, "[mixmaster]\nanon_from = \"Anonymous <anon@remailer.invalid>\"\naddress = \"s1k@remailer.invalid\"\nfrom = \"x\"\n").unwrap();
+    let output = unwrap_file(&env, &packet);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).starts_with("error: unknown setting \"from\""), "{}", stderr(&output));
+    assert!(!env.keystore.join("mixmaster/replay").exists(), "a failed run recorded the packet");
+
+    // complaints and message_id_domain default to the domain of anon_from,
+    // which reproduces the delivered mail.
+    std::fs::write(&config, "[mixmaster]\nanon_from = \"Anonymous <anon@remailer.invalid>\"\naddress = \"s1k@remailer.invalid\"\n").unwrap();
+    assert_mail(&unwrap_file(&env, &packet), &read("r1024/delivered/05.eml"), "after fixing the config");
+}
