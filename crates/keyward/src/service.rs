@@ -20,6 +20,8 @@ use crate::keys::{KeyType, LoadedKey, Purpose};
 use crate::keystore::EntryMeta;
 use crate::policy::{Peer, Policy};
 
+mod mixmaster;
+
 /// Per-connection state.
 #[derive(Debug)]
 pub struct Connection {
@@ -225,7 +227,7 @@ struct Inner {
 }
 
 /// Extensions every client may call; `query` lists them.
-const EXTENSIONS: &[&str] = &[extensions::QUERY, extensions::STATUS, extensions::LIST];
+const EXTENSIONS: &[&str] = &[extensions::QUERY, extensions::STATUS, extensions::LIST, crate::mixmaster::EXTENSION];
 
 /// A refusal the dispatcher reports: the reason goes to the audit trail,
 /// the client sees FAILURE.
@@ -434,6 +436,7 @@ impl Service {
                 self.count(connection, None, None);
                 Reply::Ready(extensions::response(name, &extensions::list_body(&self.list_for(&connection.peer))))
             }
+            crate::mixmaster::EXTENSION => self.mixmaster_rsa(connection, body, _now),
             _ => Reply::Ready(self.refuse(connection, None, "unknown-extension", Some(name), agent::failure())),
         }
     }

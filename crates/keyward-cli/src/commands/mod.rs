@@ -2,6 +2,7 @@
 
 mod control;
 mod keys;
+mod mixmaster;
 mod sign;
 
 use std::os::unix::fs::MetadataExt;
@@ -34,6 +35,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Reload => control::simple(&context, AdminRequest::Reload, "configuration reloaded"),
         Command::Status { json } => control::status(&context, json),
         Command::Sign { key, namespace, file } => sign::sign(&context, &key, &namespace, &file),
+        Command::Mixmaster(crate::cli::MixmasterCommand::Unwrap { file }) => mixmaster::unwrap(&context, &file),
     }
 }
 

@@ -237,6 +237,7 @@ impl DaemonState {
         let purpose = Purpose::parse(purpose).map_err(|error| Failure::failed(error.to_string()))?;
         key_type.check_purpose(purpose).map_err(|error| Failure::failed(error.to_string()))?;
         let generated = generate::generate(key_type).map_err(|error| Failure::failed(error.to_string()))?;
+        let attributes = keyward::mixmaster::key_attributes(&generated.public_blob);
         let meta = EntryMeta {
             name: name.to_owned(),
             key_type: key_type.to_string(),
@@ -246,7 +247,7 @@ impl DaemonState {
             created: context::now(),
             not_before: (not_before != 0).then_some(not_before),
             not_after: (not_after != 0).then_some(not_after),
-            attributes: Vec::new(),
+            attributes,
         };
         let fingerprint = keyward::keys::fingerprint(&meta.public_key);
         self.change(|unlocked| unlocked.add(vec![Entry { meta, private: generated.private }]))?;
