@@ -14,6 +14,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use base64::Engine as _;
 
 use crate::agent::extensions::{self, FailureCode, ListedKey, State};
+use crate::agent::session_bind::{Binding, SessionBind};
 use crate::agent::{self, Identity, Request};
 use crate::keys::signing::{purpose_allows, SignedData};
 use crate::keys::{KeyType, LoadedKey, Purpose};
@@ -27,11 +28,13 @@ pub struct Connection {
     /// Set by `session-bind@openssh.com` with `is_forwarding`: the peer is
     /// a remote host reached through `ssh -A`, not the local uid.
     pub forwarded: bool,
+    /// The host `session-bind@openssh.com` bound the connection to.
+    pub binding: Option<Binding>,
 }
 
 impl Connection {
     pub fn new(peer: Peer) -> Self {
-        Connection { peer, forwarded: false }
+        Connection { peer, forwarded: false, binding: None }
     }
 }
 
@@ -329,6 +332,9 @@ impl Service {
             Ok(request) => request,
             Err(_) => return Reply::Ready(self.refuse(connection, None, "malformed", None, agent::failure())),
         };
+        if !self.inner.audit.accepting() {
+            return Reply::Ready(self.refuse(connection, None, "audit-unavailable", None, agent::failure()));
+        }
         match request {
             Request::RequestIdentities => Reply::Ready(self.identities(connection)),
             Request::Sign { key_blob, data, flags } => self.sign(connection, key_blob, data, flags, now),
@@ -341,7 +347,9 @@ impl Service {
     }
 
     fn identities(&self, connection: &Connection) -> Vec<u8> {
-        self.count(connection, None, None);
+        if !self.served(connection, None, "request-identities") {
+            return agent::failure();
+        }
         let policy = self.inner.policy.load();
         let public = self.inner.public.load();
         let visible: Vec<&PublicKeyInfo> = public
@@ -350,7 +358,7 @@ impl Service {
             .filter(|key| {
                 let Some(purpose) = key.purpose else { return false };
                 if connection.forwarded {
-                    return policy.permits(&connection.peer, &key.meta.name, purpose, "ssh-auth", true);
+                    return policy.forwarding_allowed(&connection.peer, &key.meta.name, purpose);
                 }
                 !policy.operations_for(&connection.peer, &key.meta.name, purpose).is_empty()
             })
@@ -363,8 +371,7 @@ impl Service {
     fn sign(&self, connection: &Connection, key_blob: &[u8], data: &[u8], flags: u32, now: u64) -> Reply {
         let failure = agent::failure;
         let Some(keys) = self.inner.keys.load_full() else {
-            let name = self.public_name(key_blob);
-            return Reply::Ready(self.refuse(connection, name.as_deref(), "sealed", None, failure()));
+            return Reply::Ready(self.refuse_sealed(connection, key_blob, failure()));
         };
         let Some(key) = keys.by_blob(key_blob) else {
             return Reply::Ready(self.refuse(connection, None, "unknown-key", None, failure()));
@@ -373,11 +380,18 @@ impl Service {
         let operation = signed.operation();
         let policy = self.inner.policy.load();
 
-        if !policy.permits(&connection.peer, key.name(), key.purpose, &operation, connection.forwarded) {
+        // Who first, so a peer probing keys it may not use is logged as
+        // such whatever data it sends; then what the key's purpose allows;
+        // then whether the rule grants this operation (and forwarding).
+        if !policy.may_use(&connection.peer, key.name()) {
             return Reply::Ready(self.refuse_key(connection, key, "not-allowed", &operation, failure()));
         }
         if !purpose_allows(key.purpose, &signed, key.public_blob()) {
             return Reply::Ready(self.refuse_key(connection, key, "purpose", &operation, failure()));
+        }
+        if !policy.permits(&connection.peer, key.name(), key.purpose, &operation, connection.forwarded) {
+            let reason = if connection.forwarded { "forwarded" } else { "not-allowed" };
+            return Reply::Ready(self.refuse_key(connection, key, reason, &operation, failure()));
         }
         if !key.is_valid_at(now) {
             return Reply::Ready(self.refuse_key(connection, key, "outside-validity", &operation, failure()));
@@ -418,12 +432,17 @@ impl Service {
             return Reply::Ready(self.refuse(connection, None, "forwarded", Some(name), agent::failure()));
         }
         match name {
+            extensions::SESSION_BIND => Reply::Ready(self.session_bind(connection, body)),
             extensions::QUERY => {
-                self.count(connection, None, None);
+                if !self.served(connection, None, name) {
+                    return Reply::Ready(agent::failure());
+                }
                 Reply::Ready(extensions::response(name, &extensions::query_body(EXTENSIONS)))
             }
             extensions::STATUS => {
-                self.count(connection, None, None);
+                if !self.served(connection, None, name) {
+                    return Reply::Ready(agent::failure());
+                }
                 Reply::Ready(extensions::response(name, &extensions::status_body(self.state())))
             }
             extensions::LIST => {
@@ -431,7 +450,9 @@ impl Service {
                     let reply = extensions::failure(FailureCode::InvalidRequest);
                     return Reply::Ready(self.refuse(connection, None, "malformed", Some(name), reply));
                 }
-                self.count(connection, None, None);
+                if !self.served(connection, None, name) {
+                    return Reply::Ready(extensions::failure(FailureCode::Refused));
+                }
                 Reply::Ready(extensions::response(name, &extensions::list_body(&self.list_for(&connection.peer))))
             }
             _ => Reply::Ready(self.refuse(connection, None, "unknown-extension", Some(name), agent::failure())),
@@ -465,8 +486,78 @@ impl Service {
             .collect()
     }
 
-    fn public_name(&self, key_blob: &[u8]) -> Option<String> {
-        self.inner.public.load().iter().find(|key| key.meta.public_key == key_blob).map(|key| key.meta.name.clone())
+    /// Handles `session-bind@openssh.com`: verifies the host key's
+    /// signature over the session identifier and records the binding. A
+    /// connection is bound once: OpenSSH's agent also refuses a second
+    /// bind after one for authentication, and a forwarded connection
+    /// never reaches here (it gets no extensions). Replies SUCCESS, which
+    /// `ssh` expects, or FAILURE.
+    fn session_bind(&self, connection: &mut Connection, body: &[u8]) -> Vec<u8> {
+        let name = extensions::SESSION_BIND;
+        let Ok(bind) = SessionBind::parse(body) else {
+            return self.refuse(connection, None, "malformed", Some(name), agent::failure());
+        };
+        let host_key_fingerprint = crate::keys::fingerprint(bind.host_key);
+        let refuse = |reason: &'static str| {
+            self.count(connection, None, Some(reason));
+            let mut event = AuditEvent::new("refused").peer(&connection.peer);
+            event.fingerprint = Some(&host_key_fingerprint);
+            event.operation = Some(name);
+            event.reason = Some(reason);
+            self.inner.audit.record(&event);
+            agent::failure()
+        };
+        if connection.binding.is_some() {
+            return refuse("already-bound");
+        }
+        if bind.verify().is_err() {
+            return refuse("bad-host-signature");
+        }
+        let operation = if bind.is_forwarding { "session-bind-forwarding" } else { "session-bind" };
+        let mut event = AuditEvent::new("request").peer(&connection.peer);
+        event.fingerprint = Some(&host_key_fingerprint);
+        event.operation = Some(operation);
+        if !self.inner.audit.record_success(&event) {
+            return refuse("audit-unavailable");
+        }
+        self.count(connection, None, None);
+        connection.forwarded |= bind.is_forwarding;
+        connection.binding = Some(Binding { host_key_fingerprint, forwarding: bind.is_forwarding });
+        agent::success()
+    }
+
+    /// Refuses a request that names a key while sealed, naming the key in
+    /// the audit line when the public view knows it.
+    fn refuse_sealed(&self, connection: &Connection, key_blob: &[u8], reply: Vec<u8>) -> Vec<u8> {
+        let public = self.inner.public.load();
+        let known = public.iter().find(|key| key.meta.public_key == key_blob);
+        let name = known.map(|key| key.meta.name.as_str());
+        self.count(connection, name, Some("sealed"));
+        let mut event = AuditEvent::new("refused").peer(&connection.peer);
+        event.key = name;
+        event.fingerprint = known.map(|key| key.fingerprint.as_str());
+        event.reason = Some("sealed");
+        self.inner.audit.record(&event);
+        reply
+    }
+
+    /// Records a successful request that uses no key (a line in `requests`
+    /// audit mode, a count always). Returns false when the line could not
+    /// be written in fail-closed mode: the request is then refused.
+    fn served(&self, connection: &Connection, key: Option<&LoadedKey>, operation: &str) -> bool {
+        let mut event = AuditEvent::new("request").peer(&connection.peer);
+        event.key = key.map(LoadedKey::name);
+        event.fingerprint = key.map(|key| key.fingerprint.as_str());
+        event.operation = Some(operation);
+        if !self.inner.audit.record_success(&event) {
+            match key {
+                Some(key) => self.refuse_key(connection, key, "audit-unavailable", operation, Vec::new()),
+                None => self.refuse(connection, None, "audit-unavailable", Some(operation), Vec::new()),
+            };
+            return false;
+        }
+        self.count(connection, key.map(LoadedKey::name), None);
+        true
     }
 
     /// Counts a request and, when `key` is given, attributes it.
@@ -514,16 +605,6 @@ impl Service {
     }
 
     fn succeeded(&self, peer: &Peer, key: &LoadedKey, operation: &str) -> bool {
-        let connection = Connection::new(peer.clone());
-        let mut event = AuditEvent::new("request").peer(peer);
-        event.key = Some(key.name());
-        event.fingerprint = Some(&key.fingerprint);
-        event.operation = Some(operation);
-        if !self.inner.audit.record_success(&event) {
-            self.refuse_key(&connection, key, "audit-unavailable", operation, Vec::new());
-            return false;
-        }
-        self.count(&connection, Some(key.name()), None);
-        true
+        self.served(&Connection::new(peer.clone()), Some(key), operation)
     }
 }
