@@ -48,6 +48,9 @@ pub struct DaemonState {
     unlocked: Mutex<Option<Unlocked>>,
     /// Failed unseal attempts and when the last one failed.
     unseal_failures: Mutex<(u32, Option<Instant>)>,
+    /// Serialises unseal attempts, so parallel attempts each wait out the
+    /// delay instead of sharing one.
+    unseal_gate: Mutex<()>,
     /// The reason no protected memory is available. Unsealing is refused while set.
     memory_error: Option<String>,
 }
@@ -118,6 +121,7 @@ impl DaemonState {
             config: Mutex::new(config),
             unlocked: Mutex::new(None),
             unseal_failures: Mutex::new((0, None)),
+            unseal_gate: Mutex::new(()),
             memory_error,
         }
     }
@@ -142,8 +146,15 @@ impl DaemonState {
         }
     }
 
-    /// Unseals with `passphrase`. Blocking: runs the KDF.
+    /// Unseals with `passphrase`. Blocking: waits out the delay earlier
+    /// failures imposed, then runs the KDF. Only admin-socket requests and
+    /// the start-up passphrase come here, so service clients never wait.
     pub fn unseal(&self, passphrase: &Passphrase) -> Result<usize, Failure> {
+        let _gate = self.unseal_gate.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let delay = self.unseal_delay();
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
         let mut unlocked = self.unlocked.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if unlocked.is_some() {
             return Ok(self.service.keys().map(|keys| keys.len()).unwrap_or(0));
@@ -190,20 +201,37 @@ impl DaemonState {
         }
     }
 
-    /// Re-reads the configuration; a broken file keeps the old one.
+    /// Re-reads the configuration and reopens the audit file. A broken
+    /// file, or an audit log that cannot be opened, keeps the old
+    /// configuration in force. Never seals.
     pub fn reload(&self) -> Result<(), Failure> {
-        let (config, policy) = load_config(self.config_file.as_ref(), self.daemon_uid).map_err(|error| {
+        let failed = |error: String| {
             self.lifecycle("reload-failed", Some(&error));
             tracing::error!(%error, "reload failed; the previous configuration stays in force");
             Failure::failed(format!("{error}; the previous configuration stays in force"))
-        })?;
+        };
+        let (config, policy) = match load_config(self.config_file.as_ref(), self.daemon_uid) {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                // SIGHUP after log rotation must reopen the file even when
+                // the configuration was broken meanwhile.
+                if let Err(reopen) = self.audit.reopen() {
+                    tracing::error!(error = %reopen, "cannot reopen the audit log");
+                }
+                return Err(failed(error));
+            }
+        };
+        if let Err(error) = self.audit.reconfigure(&config.daemon.audit_log, config.daemon.audit, config.daemon.audit_fail_closed) {
+            let path = match &config.daemon.audit_log {
+                keyward::config::AuditLog::File(path) => path.display().to_string(),
+                keyward::config::AuditLog::Stderr => "stderr".to_owned(),
+            };
+            return Err(failed(format!("cannot open the audit log {path}: {error}")));
+        }
         for rule in &config.keys {
             if !self.service.public_keys().iter().any(|key| key.meta.name == rule.name) {
                 tracing::warn!(key = %rule.name, "the configuration has a rule for a key that does not exist");
             }
-        }
-        if let Err(error) = self.audit.reconfigure(&config.daemon.audit_log, config.daemon.audit, config.daemon.audit_fail_closed) {
-            tracing::error!(%error, "cannot reopen the audit log");
         }
         self.service.set_policy(policy);
         *self.config.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = config;
