@@ -328,21 +328,24 @@ impl Service {
     pub fn handle(&self, connection: &mut Connection, body: &[u8], now: u64) -> Reply {
         *self.inner.last_request.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Instant::now();
 
+        // The operation a refusal names before the request is understood:
+        // the message type.
+        let message = || body.first().map(|message_type| format!("message-{message_type}"));
         let request = match Request::parse(body) {
             Ok(request) => request,
-            Err(_) => return Reply::Ready(self.refuse(connection, None, "malformed", None, agent::failure())),
+            Err(_) => return Reply::Ready(self.refuse(connection, None, "malformed", message().as_deref(), agent::failure())),
         };
         if !self.inner.audit.accepting() {
-            return Reply::Ready(self.refuse(connection, None, "audit-unavailable", None, agent::failure()));
+            return Reply::Ready(self.refuse(connection, None, "audit-unavailable", message().as_deref(), agent::failure()));
         }
         match request {
             Request::RequestIdentities => Reply::Ready(self.identities(connection)),
             Request::Sign { key_blob, data, flags } => self.sign(connection, key_blob, data, flags, now),
             Request::Extension { name, body } => self.extension(connection, name, body, now),
             Request::KeyManagement(_) => {
-                Reply::Ready(self.refuse(connection, None, "key-management", None, agent::failure()))
+                Reply::Ready(self.refuse(connection, None, "key-management", message().as_deref(), agent::failure()))
             }
-            Request::Unknown(_) => Reply::Ready(self.refuse(connection, None, "unknown-message", None, agent::failure())),
+            Request::Unknown(_) => Reply::Ready(self.refuse(connection, None, "unknown-message", message().as_deref(), agent::failure())),
         }
     }
 
@@ -370,14 +373,14 @@ impl Service {
 
     fn sign(&self, connection: &Connection, key_blob: &[u8], data: &[u8], flags: u32, now: u64) -> Reply {
         let failure = agent::failure;
-        let Some(keys) = self.inner.keys.load_full() else {
-            return Reply::Ready(self.refuse_sealed(connection, key_blob, failure()));
-        };
-        let Some(key) = keys.by_blob(key_blob) else {
-            return Reply::Ready(self.refuse(connection, None, "unknown-key", None, failure()));
-        };
         let signed = SignedData::classify(data);
         let operation = signed.operation();
+        let Some(keys) = self.inner.keys.load_full() else {
+            return Reply::Ready(self.refuse_sealed(connection, key_blob, &operation, failure()));
+        };
+        let Some(key) = keys.by_blob(key_blob) else {
+            return Reply::Ready(self.refuse(connection, None, "unknown-key", Some(&operation), failure()));
+        };
         let policy = self.inner.policy.load();
 
         // Who first, so a peer probing keys it may not use is logged as
@@ -424,7 +427,7 @@ impl Service {
 
     fn extension(&self, connection: &mut Connection, name: &[u8], body: &[u8], _now: u64) -> Reply {
         let Ok(name) = std::str::from_utf8(name) else {
-            return Reply::Ready(self.refuse(connection, None, "unknown-extension", None, agent::failure()));
+            return Reply::Ready(self.refuse(connection, None, "unknown-extension", Some("extension"), agent::failure()));
         };
         if connection.forwarded {
             // A forwarded agent gets user-authentication signatures and
@@ -528,7 +531,7 @@ impl Service {
 
     /// Refuses a request that names a key while sealed, naming the key in
     /// the audit line when the public view knows it.
-    fn refuse_sealed(&self, connection: &Connection, key_blob: &[u8], reply: Vec<u8>) -> Vec<u8> {
+    fn refuse_sealed(&self, connection: &Connection, key_blob: &[u8], operation: &str, reply: Vec<u8>) -> Vec<u8> {
         let public = self.inner.public.load();
         let known = public.iter().find(|key| key.meta.public_key == key_blob);
         let name = known.map(|key| key.meta.name.as_str());
@@ -536,6 +539,7 @@ impl Service {
         let mut event = AuditEvent::new("refused").peer(&connection.peer);
         event.key = name;
         event.fingerprint = known.map(|key| key.fingerprint.as_str());
+        event.operation = Some(operation);
         event.reason = Some("sealed");
         self.inner.audit.record(&event);
         reply
