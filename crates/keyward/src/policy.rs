@@ -43,6 +43,7 @@ struct ResolvedRule {
     gids: Vec<u32>,
     operations: Vec<Operation>,
     forwarding: bool,
+    lifetime_seconds: Option<u64>,
 }
 
 /// The resolved policy the dispatcher checks on every request.
@@ -166,6 +167,12 @@ impl Policy {
         self.permits(peer, key_name, purpose, "ssh-auth", true)
     }
 
+    /// How long after unsealing the key may be used, in seconds; `None`
+    /// for no limit.
+    pub fn lifetime(&self, key_name: &str) -> Option<u64> {
+        self.rules.get(key_name).and_then(|rule| rule.lifetime_seconds)
+    }
+
     /// Names of keys that have rules, to warn about rules for missing keys.
     pub fn rule_names(&self) -> impl Iterator<Item = &str> {
         self.rules.keys().map(String::as_str)
@@ -191,7 +198,8 @@ fn resolve_rule(rule: &KeyRule, names: &dyn NameResolver) -> Result<ResolvedRule
             Principal::Name(name) => names.group_id(name).ok_or_else(|| unknown("group", name))?,
         });
     }
-    Ok(ResolvedRule { uids, gids, operations: rule.operations.clone(), forwarding: rule.forwarding })
+    let lifetime_seconds = (rule.lifetime_minutes > 0).then(|| rule.lifetime_minutes.saturating_mul(60));
+    Ok(ResolvedRule { uids, gids, operations: rule.operations.clone(), forwarding: rule.forwarding, lifetime_seconds })
 }
 
 /// The operations a purpose allows at most.

@@ -225,6 +225,9 @@ struct Inner {
     audit: Arc<dyn AuditSink>,
     /// The last time a request arrived, for idle sealing.
     last_request: Mutex<Instant>,
+    /// When the keys were unsealed (seconds since the epoch), for per-key
+    /// lifetimes.
+    unsealed_at: std::sync::atomic::AtomicU64,
 }
 
 /// Extensions every client may call; `query` lists them.
@@ -246,6 +249,7 @@ impl Service {
                 counters: Mutex::new(Counters::default()),
                 audit,
                 last_request: Mutex::new(Instant::now()),
+                unsealed_at: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -289,6 +293,19 @@ impl Service {
     /// The time since the last request on the service socket.
     pub fn idle_for(&self) -> Duration {
         self.inner.last_request.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).elapsed()
+    }
+
+    /// Records when the daemon was unsealed (seconds since the epoch):
+    /// keys with a lifetime may be used until that long after it.
+    pub fn set_unsealed_at(&self, now: u64) {
+        self.inner.unsealed_at.store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the key's lifetime after unsealing has passed at `now`.
+    fn lifetime_expired(&self, policy: &Policy, key_name: &str, now: u64) -> bool {
+        let Some(lifetime) = policy.lifetime(key_name) else { return false };
+        let unsealed_at = self.inner.unsealed_at.load(std::sync::atomic::Ordering::Relaxed);
+        now >= unsealed_at.saturating_add(lifetime)
     }
 
     /// Installs an unsealed key set and the public view that matches it.
@@ -398,6 +415,9 @@ impl Service {
         }
         if !key.is_valid_at(now) {
             return Reply::Ready(self.refuse_key(connection, key, "outside-validity", &operation, failure()));
+        }
+        if self.lifetime_expired(&policy, key.name(), now) {
+            return Reply::Ready(self.refuse_key(connection, key, "lifetime-expired", &operation, failure()));
         }
         if !self.inner.audit.accepting() {
             return Reply::Ready(self.refuse_key(connection, key, "audit-unavailable", &operation, failure()));

@@ -180,6 +180,7 @@ impl DaemonState {
             Failure::failed(error)
         })?;
         let count = keys.len();
+        self.service.set_unsealed_at(context::now());
         self.service.unseal(keys);
         *unlocked = Some(store);
         *self.unseal_failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = (0, None);
