@@ -1,7 +1,7 @@
-//! `audit = "requests"` with `audit_fail_closed`: while the audit file
-//! cannot be written (a full 64 KiB tmpfs in the daemon's private mount
-//! namespace), every request is refused and `status --json` reports the
-//! audit trail unhealthy; once space returns, requests are served again.
+//! `audit = "requests"` with `audit_fail_closed`. The audit file lives on a
+//! 64 KiB tmpfs in the daemon's private mount namespace. While it is full,
+//! every request is refused and `status --json` reports the audit trail
+//! unhealthy. Once space returns, requests are served again.
 
 mod common;
 mod policy_support;
@@ -78,7 +78,7 @@ fn full_audit_disk_refuses_requests_until_space_returns() {
     assert_eq!(listing.code(), Some(5), "request-identities was served while the audit log cannot be written");
     assert_eq!(status(&env)["audit"]["healthy"], false, "status does not report the unwritable audit log");
 
-    // Space returns: requests are served again and the log says so.
+    // Space returns: requests are served again and the log records the recovery.
     let removed = in_namespace(&daemon, &format!("rm {}/filler", audit_dir.display()));
     assert!(removed.status.success());
     assert!(sign(), "signing was still refused after space returned");

@@ -1,8 +1,10 @@
-//! The audit trail: every refusal is a line naming the peer, the key and
-//! the reason; "no such key" and "not allowed" look the same to the client
-//! but differ in the log; successes are lines only in `requests` mode; no
-//! payload or key bytes ever reach the file, which is created 0600 and
-//! appended to; untrusted text is escaped; `status --json` counts.
+//! The audit trail:
+//! - every refusal is a line naming the peer, the key and the reason;
+//! - "no such key" and "not allowed" look the same to the client but differ
+//!   in the log;
+//! - successes are lines only in `requests` mode;
+//! - no payload or key bytes reach the file, which is 0600 and appended to;
+//! - untrusted text is escaped, and `status --json` counts requests.
 
 mod common;
 mod policy_support;
@@ -32,7 +34,7 @@ fn import_known_key(env: &Env, name: &str) -> Vec<u8> {
     let public_line = std::fs::read_to_string(file.with_extension("pub")).unwrap();
     let blob = base64::engine::general_purpose::STANDARD.decode(public_line.split_whitespace().nth(1).unwrap()).unwrap();
     let public = &blob[blob.len() - 32..];
-    // The private section holds `string` of 64 bytes: seed, then public key.
+    // The private section contains a `string` of 64 bytes: seed, then public key.
     let position = decoded
         .windows(68)
         .position(|window| window[..4] == [0, 0, 0, 64] && &window[36..] == public)

@@ -2,8 +2,8 @@
 //! the forwarded agent must list and sign only with keys whose rule sets
 //! `forwarding = true`, only for user authentication, and refuse every
 //! extension. The local `ssh` marks the forwarded connection with
-//! `session-bind@openssh.com`, which the daemon verifies against the host
-//! key; the test runs it with Ed25519, ECDSA P-256 and RSA host keys.
+//! `session-bind@openssh.com`, and the daemon verifies the bind against the
+//! host key. The tests use Ed25519, ECDSA P-256 and RSA host keys.
 
 mod common;
 mod policy_support;
@@ -112,7 +112,7 @@ fn ssh_forwarded(env: &Env, sshd: &Sshd, algorithm: &str, remote_command: &str) 
     String::from_utf8(output.stdout).unwrap()
 }
 
-/// The SHA256 fingerprint of an OpenSSH public key file.
+/// Returns the SHA256 fingerprint of an OpenSSH public key file.
 fn fingerprint(public: &Path) -> String {
     let output = Command::new(require_program("ssh-keygen")).arg("-lf").arg(public).output().unwrap();
     assert_success(&output, "ssh-keygen -lf");

@@ -2,7 +2,7 @@
 //! supplementary groups (run through `setpriv`) against keys with
 //! different rules, for listing (`ssh-add -L`), user-authentication
 //! signatures, SSHSIG namespaces and arbitrary data. Every cell is checked
-//! both ways: allowed where the policy says so, refused everywhere else.
+//! both ways: allowed where the policy allows it, refused everywhere else.
 //!
 //! The decrypt and agree operations need X25519 keys, which this build
 //! cannot generate yet; the library tests cover their policy checks.

@@ -108,9 +108,9 @@ impl Policy {
         self.rules.contains_key(key_name)
     }
 
-    /// Whether `peer` is among those who may use the key at all: the users
-    /// and groups of its rule, or the daemon's own user for a key without a
-    /// rule. Says nothing about operations.
+    /// Checks whether `peer` is among those who may use the key at all: the
+    /// users and groups of its rule, or the daemon's own user for a key
+    /// without a rule. Operations are not checked here.
     pub fn may_use(&self, peer: &Peer, key_name: &str) -> bool {
         match self.rules.get(key_name) {
             None => peer.uid == self.daemon_uid,
@@ -138,10 +138,10 @@ impl Policy {
         }
     }
 
-    /// The operations `peer` may use the key for, as listings show them:
-    /// the rule's operations narrowed to what the purpose allows, where
-    /// `sshsig:*` means any namespace. Empty when the peer may not use the
-    /// key.
+    /// Lists the operations `peer` may use the key for, as listings show
+    /// them. These are the rule's operations narrowed to what the purpose
+    /// allows, where `sshsig:*` means any namespace. The list is empty when
+    /// the peer may not use the key.
     pub fn operations_for(&self, peer: &Peer, key_name: &str, purpose: Purpose) -> Vec<String> {
         if !self.may_use(peer, key_name) {
             return Vec::new();
@@ -162,13 +162,14 @@ impl Policy {
         operations
     }
 
-    /// Whether `peer` may sign with the key over a forwarded connection.
+    /// Checks whether `peer` may sign with the key over a forwarded
+    /// connection.
     pub fn forwarding_allowed(&self, peer: &Peer, key_name: &str, purpose: Purpose) -> bool {
         self.permits(peer, key_name, purpose, "ssh-auth", true)
     }
 
-    /// How long after unsealing the key may be used, in seconds; `None`
-    /// for no limit.
+    /// Returns how long after unsealing the key may be used, in seconds,
+    /// or `None` for no limit.
     pub fn lifetime(&self, key_name: &str) -> Option<u64> {
         self.rules.get(key_name).and_then(|rule| rule.lifetime_seconds)
     }
@@ -215,7 +216,7 @@ fn purpose_operations(purpose: Purpose) -> &'static [&'static str] {
     }
 }
 
-/// What a granted operation amounts to for a key of `purpose`.
+/// Maps a granted operation to what it allows for a key of `purpose`.
 fn effective_operations(granted: &Operation, purpose: Purpose) -> Vec<String> {
     let effective: &[&str] = match (granted, purpose) {
         (Operation::Sign, Purpose::Sign | Purpose::SshHost) => &["sign"],
@@ -230,10 +231,10 @@ fn effective_operations(granted: &Operation, purpose: Purpose) -> Vec<String> {
     effective.iter().map(|&op| op.to_owned()).collect()
 }
 
-/// Whether a key of `purpose` can serve a request counted as `requested`
-/// at all. Which data a signing purpose accepts is checked on the data
-/// itself (`keys::signing::purpose_allows`); the operation a signature
-/// counts as comes from the same classification.
+/// Checks whether a key of `purpose` can serve a request counted as
+/// `requested` at all. Which data a signing purpose accepts is checked on
+/// the data itself (`keys::signing::purpose_allows`), and the operation a
+/// signature counts as comes from the same classification.
 fn purpose_covers(purpose: Purpose, requested: &str) -> bool {
     match purpose {
         Purpose::Sign => requested == "sign" || requested == "ssh-auth" || requested.starts_with("sshsig:"),

@@ -301,7 +301,7 @@ impl Service {
         self.inner.unsealed_at.store(now, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Whether the key's lifetime after unsealing has passed at `now`.
+    /// Returns true when the key's lifetime after unsealing has passed at `now`.
     fn lifetime_expired(&self, policy: &Policy, key_name: &str, now: u64) -> bool {
         let Some(lifetime) = policy.lifetime(key_name) else { return false };
         let unsealed_at = self.inner.unsealed_at.load(std::sync::atomic::Ordering::Relaxed);
@@ -400,9 +400,9 @@ impl Service {
         };
         let policy = self.inner.policy.load();
 
-        // Who first, so a peer probing keys it may not use is logged as
-        // such whatever data it sends; then what the key's purpose allows;
-        // then whether the rule grants this operation (and forwarding).
+        // The client is checked first, so a peer probing keys it may not
+        // use is logged as such whatever data it sends. Then come the key's
+        // purpose and the rule's operations and forwarding.
         if !policy.may_use(&connection.peer, key.name()) {
             return Reply::Ready(self.refuse_key(connection, key, "not-allowed", &operation, failure()));
         }
@@ -549,8 +549,8 @@ impl Service {
         agent::success()
     }
 
-    /// Refuses a request that names a key while sealed, naming the key in
-    /// the audit line when the public view knows it.
+    /// Refuses a request that names a key while sealed. The audit line
+    /// names the key when the public view contains it.
     fn refuse_sealed(&self, connection: &Connection, key_blob: &[u8], operation: &str, reply: Vec<u8>) -> Vec<u8> {
         let public = self.inner.public.load();
         let known = public.iter().find(|key| key.meta.public_key == key_blob);

@@ -129,7 +129,7 @@ fn bind_with_bad_host_signature_fails() {
 }
 
 #[test]
-fn forwarded_connection_gets_only_auth_signatures_with_forwarding_keys() {
+fn forwarded_connection_signs_only_auth() {
     let service = service();
     let host = key("host");
     let fwd = public_blob(&service, "fwd");

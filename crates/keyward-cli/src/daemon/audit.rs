@@ -16,8 +16,9 @@ pub struct Audit {
     fail_closed: AtomicBool,
     target: Mutex<Target>,
     healthy: AtomicBool,
-    /// A write failed, possibly after part of a line reached the file; the
-    /// next line starts with a newline so the fragment stays on its own.
+    /// Set when a write failed, possibly after part of a line reached the
+    /// file. The next line then starts with a newline, so the fragment
+    /// stays on a line of its own.
     torn: AtomicBool,
 }
 

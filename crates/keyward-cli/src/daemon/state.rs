@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use keyward::admin::NewKey;
 use keyward::config::Config;
@@ -46,8 +46,8 @@ pub struct DaemonState {
     pub config: Mutex<Config>,
     /// The open keystore while unsealed; `None` while sealed.
     unlocked: Mutex<Option<Unlocked>>,
-    /// Failed unseal attempts and when the last one failed.
-    unseal_failures: Mutex<(u32, Option<Instant>)>,
+    /// Failed unseal attempts since the last success.
+    unseal_failures: Mutex<u32>,
     /// Serialises unseal attempts, so parallel attempts each wait out the
     /// delay instead of sharing one.
     unseal_gate: Mutex<()>,
@@ -120,7 +120,7 @@ impl DaemonState {
             kdf_policy: context::kdf_policy(),
             config: Mutex::new(config),
             unlocked: Mutex::new(None),
-            unseal_failures: Mutex::new((0, None)),
+            unseal_failures: Mutex::new(0),
             unseal_gate: Mutex::new(()),
             memory_error,
         }
@@ -133,16 +133,15 @@ impl DaemonState {
         self.audit.record(&record);
     }
 
-    /// How long the next unseal attempt must wait after earlier failures:
-    /// doubling from one second, capped at 30 seconds.
+    /// Returns how long the next unseal attempt waits before its passphrase
+    /// is checked: nothing before the first failure, then one second,
+    /// doubling with each failure up to 30 seconds. The whole delay applies
+    /// to every attempt, however long after the failure it comes.
     pub fn unseal_delay(&self) -> Duration {
         let failures = self.unseal_failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         match *failures {
-            (0, _) | (_, None) => Duration::ZERO,
-            (count, Some(last)) => {
-                let wait = Duration::from_secs(1u64 << (count - 1).min(5)).min(Duration::from_secs(30));
-                wait.saturating_sub(last.elapsed())
-            }
+            0 => Duration::ZERO,
+            count => Duration::from_secs(1u64 << (count - 1).min(5)).min(Duration::from_secs(30)),
         }
     }
 
@@ -167,8 +166,7 @@ impl DaemonState {
             Ok(opened) => opened,
             Err(error) => {
                 let mut failures = self.unseal_failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                failures.0 = failures.0.saturating_add(1);
-                failures.1 = Some(Instant::now());
+                *failures = failures.saturating_add(1);
                 drop(failures);
                 self.lifecycle("unseal-failed", Some(&error.to_string()));
                 tracing::warn!(%error, "unseal failed");
@@ -183,7 +181,7 @@ impl DaemonState {
         self.service.set_unsealed_at(context::now());
         self.service.unseal(keys);
         *unlocked = Some(store);
-        *self.unseal_failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = (0, None);
+        *self.unseal_failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = 0;
         self.lifecycle("unsealed", None);
         tracing::info!(keys = count, "unsealed");
         Ok(count)

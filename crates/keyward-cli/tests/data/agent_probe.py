@@ -99,7 +99,11 @@ def main(args):
         blob = read_blob(args[2])
         flags = 4  # SSH_AGENT_RSA_SHA2_512
         reply = request(sock_path, bytes([13]) + string(blob) + string(signed_data(args[1], blob)) + struct.pack(">I", flags))
-        return 0 if reply[0] == 14 else 5 if reply[0] == 5 else 1
+        if reply[0] == 14:
+            return 0
+        if reply[0] == 5:
+            return 5
+        return 1
     if command == "names":
         name = b"list@keyward"
         reply = request(sock_path, bytes([27]) + string(name))

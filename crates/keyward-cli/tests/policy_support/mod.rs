@@ -13,7 +13,8 @@ use crate::common::{require_program, Env};
 /// every test client so permission bits never decide a test.
 pub const SOCKET_GID: u32 = 4242;
 
-/// The raw agent client script, copied where every uid can read it.
+/// Copies the raw agent client script where every uid can read it and
+/// returns its path.
 pub fn probe_script(env: &Env) -> PathBuf {
     let path = env.path("agent_probe.py");
     if !path.exists() {
@@ -75,7 +76,7 @@ impl Client {
         }
     }
 
-    /// The public-key blobs `ssh-add -L` shows this client, as the
+    /// Returns the public-key blobs `ssh-add -L` shows this client, as the
     /// base64 field of each line.
     pub fn ssh_add_list(&self, env: &Env) -> Vec<String> {
         let output = self.command(env, &require_program("ssh-add")).arg("-L").output().unwrap();
@@ -86,7 +87,7 @@ impl Client {
     }
 }
 
-/// The base64 public-key blob of `name`, as `ssh-add -L` prints it.
+/// Returns the base64 public-key blob of `name`, as `ssh-add -L` prints it.
 pub fn blob_of(env: &Env, name: &str) -> String {
     let line = std::fs::read_to_string(env.pubkey_file(name)).unwrap();
     line.split_whitespace().nth(1).unwrap().to_owned()
@@ -99,8 +100,8 @@ pub fn write_config(env: &Env, text: &str) -> PathBuf {
     path
 }
 
-/// The audit lines of a log, parsed; lines that are not JSON (tracing
-/// output on stderr) are skipped.
+/// Parses the audit lines of a log. Lines that are not JSON (tracing output
+/// on stderr) are skipped.
 pub fn audit_lines(path: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines().filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok()).filter(|value| value.get("event").is_some()).collect()
@@ -127,8 +128,8 @@ pub fn status(env: &Env) -> serde_json::Value {
 }
 
 impl Client {
-    /// What `list@keyward` shows this client: each key's name and its
-    /// operations joined by commas.
+    /// Returns what `list@keyward` shows this client: each key's name and
+    /// its operations joined by commas.
     pub fn keyward_list(&self, env: &Env) -> Vec<(String, String)> {
         let output = self.probe(env, &["names"]);
         assert_eq!(output.status.code(), Some(0), "list@keyward failed: {}", String::from_utf8_lossy(&output.stderr));

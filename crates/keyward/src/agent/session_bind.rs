@@ -18,8 +18,8 @@
 use crate::keys::verify::{self, VerifyError};
 use crate::wire::{Reader, WireError};
 
-/// The longest session identifier accepted: SSH session identifiers are
-/// hash outputs of at most 64 bytes (SHA-512).
+/// The maximum session identifier length: SSH session identifiers are hash
+/// outputs of at most 64 bytes (SHA-512).
 const MAX_SESSION_ID: usize = 64;
 
 /// A parsed `session-bind@openssh.com` request body.
@@ -57,7 +57,8 @@ impl<'a> SessionBind<'a> {
 pub struct Binding {
     /// The bound host key's fingerprint (`SHA256:...`).
     pub host_key_fingerprint: String,
-    /// Whether the bind said the connection serves a forwarded agent.
+    /// The bind's `is_forwarding` flag: the connection serves a forwarded
+    /// agent.
     pub forwarding: bool,
 }
 

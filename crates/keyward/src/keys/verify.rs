@@ -18,7 +18,7 @@ const RSA_MIN_BITS: u32 = 1024;
 /// The largest RSA modulus accepted, so a peer cannot make the check slow.
 const RSA_MAX_BITS: u32 = 16384;
 
-/// Why a signature did not verify.
+/// The reason a signature did not verify.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
     #[error("malformed public key")]
