@@ -301,8 +301,9 @@ impl Service {
         self.inner.unsealed_at.store(now, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Returns true when the key's lifetime after unsealing has passed at `now`.
-    fn lifetime_expired(&self, policy: &Policy, key_name: &str, now: u64) -> bool {
+    /// Returns true when the key's lifetime after unsealing has passed at
+    /// `now`. Every operation that uses a private key checks this.
+    pub fn lifetime_expired(&self, policy: &Policy, key_name: &str, now: u64) -> bool {
         let Some(lifetime) = policy.lifetime(key_name) else { return false };
         let unsealed_at = self.inner.unsealed_at.load(std::sync::atomic::Ordering::Relaxed);
         now >= unsealed_at.saturating_add(lifetime)

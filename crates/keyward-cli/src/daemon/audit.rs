@@ -72,7 +72,6 @@ impl Audit {
             AuditLog::File(path) => Target::File { path: path.clone(), file: open_log(path)? },
         };
         *self.target.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = target;
-        self.torn.store(false, Ordering::Relaxed);
         *self.mode.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = mode;
         self.fail_closed.store(fail_closed, Ordering::Relaxed);
         self.healthy.store(true, Ordering::Relaxed);
@@ -92,8 +91,9 @@ impl Audit {
     pub fn reopen(&self) -> std::io::Result<()> {
         let mut target = self.target.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Target::File { path, file } = &mut *target {
+            // A torn fragment may still end the reopened file, so the
+            // newline before the next line stays due.
             *file = open_log(path)?;
-            self.torn.store(false, Ordering::Relaxed);
         }
         Ok(())
     }
