@@ -81,6 +81,9 @@ fn refusals_are_logged_and_payloads_never() {
     assert!(!client.allowed(&env, &["sign", "userauth", &public("secret")]), "a key whose rule does not name the client");
     assert!(!client.allowed(&env, &["sign", "userauth", &format!("{}.pub", stranger.display())]), "a key the daemon does not hold");
     assert!(!client.allowed(&env, &["ext", "nothing@example.com"]), "an unknown extension");
+    // Text chosen by the client reaches the log as the operation.
+    assert!(!client.allowed(&env, &["ext", "evil\u{202e}moc.elpmaxe@x"]), "an unknown extension named with a bidi control");
+    assert!(!client.allowed(&env, &["sign", "sshsig:ns\u{1b}[2J", &public("mine")]), "an SSHSIG namespace with an escape sequence");
     assert!(client.allowed(&env, &["sign", "userauth", &public("mine")]));
     assert!(client.allowed(&env, &["sign", "raw", &public("imported")]));
     assert!(client.allowed(&env, &["sign", "userauth", &public("imported")]));
@@ -132,6 +135,8 @@ fn refusals_are_logged_and_payloads_never() {
     let text = String::from_utf8(raw.clone()).unwrap();
     assert!(!text.contains('\u{202e}'), "the right-to-left override reached the log unescaped");
     assert!(text.contains("\\u202e"), "the right-to-left override is not escaped as \\u202e");
+    assert!(!raw.contains(&0x1b), "an escape character reached the log unescaped");
+    assert!(refusals.iter().any(|line| line["operation"] == "sshsig:ns\u{1b}[2J"), "no refusal naming the escaped namespace");
     for (what, needle) in [
         ("payload", CANARY.to_vec()),
         ("payload (hex)", hex::encode(CANARY).into_bytes()),
@@ -150,15 +155,15 @@ fn refusals_are_logged_and_payloads_never() {
     // Counters: by reason, by key and by uid.
     let counters = &status(&env)["counters"];
     assert_eq!(counters["refusals_by_reason"]["unknown-key"], 1, "{counters}");
-    assert_eq!(counters["refusals_by_reason"]["not-allowed"], 3, "{counters}");
-    assert_eq!(counters["refusals_by_reason"]["unknown-extension"], 1, "{counters}");
-    assert_eq!(counters["per_key"]["mine"]["requests"], 2, "{counters}");
-    assert_eq!(counters["per_key"]["mine"]["refusals"], 1, "{counters}");
+    assert_eq!(counters["refusals_by_reason"]["not-allowed"], 4, "{counters}");
+    assert_eq!(counters["refusals_by_reason"]["unknown-extension"], 2, "{counters}");
+    assert_eq!(counters["per_key"]["mine"]["requests"], 3, "{counters}");
+    assert_eq!(counters["per_key"]["mine"]["refusals"], 2, "{counters}");
     assert_eq!(counters["per_key"]["imported"]["requests"], 2, "{counters}");
     assert_eq!(counters["per_key"]["imported"]["refusals"], 0, "{counters}");
     assert_eq!(counters["per_key"]["secret"]["refusals"], 2, "{counters}");
-    assert_eq!(counters["per_uid"]["1001"]["refusals"], 5, "{counters}");
-    assert_eq!(counters["per_uid"]["1001"]["requests"], 8, "{counters}");
+    assert_eq!(counters["per_uid"]["1001"]["refusals"], 7, "{counters}");
+    assert_eq!(counters["per_uid"]["1001"]["requests"], 10, "{counters}");
 }
 
 #[test]
