@@ -4,6 +4,7 @@
 //! is the message type. Keyward reads at most [`MAX_FRAME`] bytes of body.
 
 pub mod extensions;
+pub mod session_bind;
 
 use crate::wire::{Reader, WireError, Writer};
 

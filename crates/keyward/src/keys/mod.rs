@@ -14,6 +14,7 @@ pub mod export;
 pub mod generate;
 pub mod import;
 pub mod signing;
+pub mod verify;
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
