@@ -156,6 +156,19 @@ pub enum Command {
         #[arg(default_value = "-")]
         file: PathBuf,
     },
+    /// Mixmaster Type II remailer support
+    #[command(subcommand)]
+    Mixmaster(MixmasterCommand),
+}
+
+#[derive(Subcommand)]
+pub enum MixmasterCommand {
+    /// Process one Type II remailer message as received, doing the RSA step through the daemon; exits 0 (output on stdout, or nothing for a dummy or waiting part), 1 for a dropped packet, 3 or 4 when the daemon is unreachable or sealed (nothing dropped: defer and retry)
+    Unwrap {
+        /// The message as received by mail, or - for standard input
+        #[arg(default_value = "-")]
+        file: PathBuf,
+    },
 }
 
 #[derive(Args, Clone, Debug)]

@@ -129,6 +129,29 @@ impl AgentClient {
         }
     }
 
+    /// Decrypts the RSA block of a Mixmaster packet's first header with the
+    /// key whose Mixmaster key ID is `key_id`, to exactly `out_len` bytes
+    /// (24 or 216). A block with bad padding is not an error: it gives
+    /// pseudo-random bytes, which the packet's own checks then reject.
+    /// `Ok(Err(code))` is the daemon's refusal.
+    pub fn mixmaster_rsa(
+        &mut self,
+        key_id: &[u8; 16],
+        rsa_block: &[u8],
+        out_len: u32,
+    ) -> Result<Result<Zeroizing<Vec<u8>>, Option<FailureCode>>, ClientError> {
+        let request = crate::mixmaster::RsaRequest { key_id: *key_id, rsa_block: rsa_block.to_vec(), out_len };
+        match self.extension(crate::mixmaster::EXTENSION, &request.encode())? {
+            Ok(body) => {
+                let body = Zeroizing::new(body);
+                crate::mixmaster::parse_reply_body(&body, out_len)
+                    .map(Ok)
+                    .map_err(|error| ClientError::Protocol(error.to_string()))
+            }
+            Err(code) => Ok(Err(code)),
+        }
+    }
+
     /// The keys this caller may use, with the operations it may use them for.
     pub fn list(&mut self) -> Result<Vec<ListedKey>, ClientError> {
         match self.extension(extensions::LIST, &[])? {

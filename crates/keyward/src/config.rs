@@ -142,6 +142,9 @@ pub struct KeyRule {
     pub groups: Vec<Principal>,
     pub operations: Vec<Operation>,
     pub forwarding: bool,
+    /// Minutes after unsealing during which the key may be used; 0: no
+    /// limit.
+    pub lifetime_minutes: u64,
     /// The line the rule starts on, for messages.
     pub line: usize,
 }
@@ -189,7 +192,7 @@ struct RawDaemon {
     #[serde(default)]
     admins: Vec<Principal>,
     audit: Option<Spanned<String>>,
-    audit_log: Option<String>,
+    audit_log: Option<Spanned<String>>,
     audit_fail_closed: Option<bool>,
     idle_seal_minutes: Option<u64>,
     allow_sha1: Option<bool>,
@@ -206,6 +209,8 @@ struct RawKeyRule {
     operations: Vec<Spanned<String>>,
     #[serde(default)]
     forwarding: bool,
+    #[serde(default)]
+    lifetime_minutes: u64,
 }
 
 impl Config {
@@ -242,9 +247,13 @@ impl Config {
                     }
                 };
             }
-            config.daemon.audit_log = match daemon.audit_log.as_deref() {
-                None | Some("-") => AuditLog::Stderr,
-                Some(path) => AuditLog::File(PathBuf::from(path)),
+            config.daemon.audit_log = match &daemon.audit_log {
+                None => AuditLog::Stderr,
+                Some(log) if log.get_ref() == "-" => AuditLog::Stderr,
+                Some(log) if log.get_ref().is_empty() => {
+                    return Err(at(log.span().start, "audit_log is empty: expected \"-\" for stderr or a file path".to_owned()))
+                }
+                Some(log) => AuditLog::File(PathBuf::from(log.get_ref())),
             };
             if let Some(fail_closed) = daemon.audit_fail_closed {
                 config.daemon.audit_fail_closed = fail_closed;
@@ -281,6 +290,7 @@ impl Config {
                 groups: rule.groups,
                 operations,
                 forwarding: rule.forwarding,
+                lifetime_minutes: rule.lifetime_minutes,
                 line: rule_line,
             });
         }
@@ -366,5 +376,39 @@ anon_from = "Anonymous <nobody@remailer.example>"
         assert!(!operation.covers("sign"));
         assert!(Operation::Sign.covers("sshsig:file"));
         assert!(Operation::parse("sshsig:").is_none());
+    }
+
+    #[test]
+    fn bad_value_types_name_their_line() {
+        let error = Config::parse("[daemon]\nallow_sha1 = false\nidle_seal_minutes = \"ten\"\n").unwrap_err();
+        assert_eq!(error.line, Some(3), "{error}");
+        let error = Config::parse("[[key]]\nname = \"k\"\noperations = [\"sign\"]\nforwarding = \"yes\"\n").unwrap_err();
+        assert_eq!(error.line, Some(4), "{error}");
+        let error = Config::parse("[[key]]\nname = \"k\"\noperations = [\"sign\"]\nlifetime_minutes = -1\n").unwrap_err();
+        assert_eq!(error.line, Some(4), "{error}");
+    }
+
+    #[test]
+    fn key_settings_default_and_parse() {
+        let config = Config::parse("[[key]]\nname = \"k\"\noperations = [\"ssh-auth\"]\n[[key]]\nname = \"j\"\noperations = []\nforwarding = true\nlifetime_minutes = 90\n").unwrap();
+        assert!(!config.keys[0].forwarding);
+        assert_eq!(config.keys[0].lifetime_minutes, 0);
+        assert!(config.keys[1].forwarding);
+        assert_eq!(config.keys[1].lifetime_minutes, 90);
+        assert_eq!(config.daemon, DaemonConfig::default());
+    }
+
+    #[test]
+    fn empty_audit_log_is_rejected() {
+        let error = Config::parse("[daemon]\n\naudit_log = \"\"\n").unwrap_err();
+        assert_eq!(error.line, Some(3), "{error}");
+        let config = Config::parse("[daemon]\naudit_log = \"/var/log/keyward/audit.log\"\n").unwrap();
+        assert_eq!(config.daemon.audit_log, AuditLog::File(PathBuf::from("/var/log/keyward/audit.log")));
+    }
+
+    #[test]
+    fn second_rule_for_a_key_is_an_error() {
+        let error = Config::parse("[[key]]\nname = \"k\"\noperations = []\n\n[[key]]\nname = \"k\"\noperations = []\n").unwrap_err();
+        assert_eq!(error.line, Some(5), "{error}");
     }
 }

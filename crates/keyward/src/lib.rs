@@ -13,6 +13,7 @@ pub mod client;
 pub mod config;
 pub mod keys;
 pub mod keystore;
+pub mod mixmaster;
 pub mod places;
 pub mod policy;
 pub mod secret;

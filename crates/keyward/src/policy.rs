@@ -43,6 +43,7 @@ struct ResolvedRule {
     gids: Vec<u32>,
     operations: Vec<Operation>,
     forwarding: bool,
+    lifetime_seconds: Option<u64>,
 }
 
 /// The resolved policy the dispatcher checks on every request.
@@ -107,37 +108,70 @@ impl Policy {
         self.rules.contains_key(key_name)
     }
 
+    /// Checks whether `peer` is among those who may use the key at all: the
+    /// users and groups of its rule, or the daemon's own user for a key
+    /// without a rule. Operations are not checked here.
+    pub fn may_use(&self, peer: &Peer, key_name: &str) -> bool {
+        match self.rules.get(key_name) {
+            None => peer.uid == self.daemon_uid,
+            Some(rule) => rule.uids.contains(&peer.uid) || peer.in_any_group(&rule.gids),
+        }
+    }
+
     /// Checks whether `peer` may use the key named `key_name` with `purpose`
-    /// for the operation `requested`. The purpose check comes first: policy
-    /// can only narrow it.
+    /// for the operation `requested` (`sign`, `ssh-auth`, `sshsig:NS`,
+    /// `decrypt`, `agree` or `mixmaster`). The purpose bounds the rule:
+    /// policy can only narrow it. A forwarded connection may only make
+    /// `ssh-auth` signatures, and only with keys whose rule allows
+    /// forwarding.
     pub fn permits(&self, peer: &Peer, key_name: &str, purpose: Purpose, requested: &str, forwarded: bool) -> bool {
-        if !purpose_covers(purpose, requested) {
+        if !purpose_covers(purpose, requested) || !self.may_use(peer, key_name) {
             return false;
         }
         match self.rules.get(key_name) {
-            None => !forwarded && peer.uid == self.daemon_uid,
+            None => !forwarded,
             Some(rule) => {
-                let who = rule.uids.contains(&peer.uid) || peer.in_any_group(&rule.gids);
                 let what = rule.operations.iter().any(|operation| operation.covers(requested));
                 let how = !forwarded || (rule.forwarding && requested == "ssh-auth");
-                who && what && how
+                what && how
             }
         }
     }
 
-    /// The operations `peer` may use the key for, for listings.
+    /// Lists the operations `peer` may use the key for, as listings show
+    /// them. These are the rule's operations narrowed to what the purpose
+    /// allows, where `sshsig:*` means any namespace. The list is empty when
+    /// the peer may not use the key.
     pub fn operations_for(&self, peer: &Peer, key_name: &str, purpose: Purpose) -> Vec<String> {
-        let candidates: Vec<String> = match self.rules.get(key_name) {
-            Some(rule) => rule.operations.iter().map(ToString::to_string).collect(),
-            None => purpose_operations(purpose).iter().map(|&op| op.to_owned()).collect(),
-        };
-        candidates
-            .into_iter()
-            .filter(|operation| {
-                let probe = if operation == "sshsig:*" { "sshsig:file" } else { operation.as_str() };
-                self.permits(peer, key_name, purpose, probe, false)
-            })
-            .collect()
+        if !self.may_use(peer, key_name) {
+            return Vec::new();
+        }
+        let mut operations: Vec<String> = Vec::new();
+        match self.rules.get(key_name) {
+            None => operations.extend(purpose_operations(purpose).iter().map(|&op| op.to_owned())),
+            Some(rule) => {
+                for granted in &rule.operations {
+                    for effective in effective_operations(granted, purpose) {
+                        if !operations.contains(&effective) {
+                            operations.push(effective);
+                        }
+                    }
+                }
+            }
+        }
+        operations
+    }
+
+    /// Checks whether `peer` may sign with the key over a forwarded
+    /// connection.
+    pub fn forwarding_allowed(&self, peer: &Peer, key_name: &str, purpose: Purpose) -> bool {
+        self.permits(peer, key_name, purpose, "ssh-auth", true)
+    }
+
+    /// Returns how long after unsealing the key may be used, in seconds,
+    /// or `None` for no limit.
+    pub fn lifetime(&self, key_name: &str) -> Option<u64> {
+        self.rules.get(key_name).and_then(|rule| rule.lifetime_seconds)
     }
 
     /// Names of keys that have rules, to warn about rules for missing keys.
@@ -165,7 +199,8 @@ fn resolve_rule(rule: &KeyRule, names: &dyn NameResolver) -> Result<ResolvedRule
             Principal::Name(name) => names.group_id(name).ok_or_else(|| unknown("group", name))?,
         });
     }
-    Ok(ResolvedRule { uids, gids, operations: rule.operations.clone(), forwarding: rule.forwarding })
+    let lifetime_seconds = (rule.lifetime_minutes > 0).then(|| rule.lifetime_minutes.saturating_mul(60));
+    Ok(ResolvedRule { uids, gids, operations: rule.operations.clone(), forwarding: rule.forwarding, lifetime_seconds })
 }
 
 /// The operations a purpose allows at most.
@@ -181,13 +216,31 @@ fn purpose_operations(purpose: Purpose) -> &'static [&'static str] {
     }
 }
 
+/// Maps a granted operation to what it allows for a key of `purpose`.
+fn effective_operations(granted: &Operation, purpose: Purpose) -> Vec<String> {
+    let effective: &[&str] = match (granted, purpose) {
+        (Operation::Sign, Purpose::Sign | Purpose::SshHost) => &["sign"],
+        (Operation::Sign | Operation::SshAuth, Purpose::SshAuth) | (Operation::SshAuth, Purpose::Sign) => &["ssh-auth"],
+        (Operation::Sign, Purpose::Sshsig) => &["sshsig:*"],
+        (Operation::Sshsig(namespace), Purpose::Sign | Purpose::Sshsig) => return vec![format!("sshsig:{namespace}")],
+        (Operation::Decrypt, Purpose::Decrypt | Purpose::Agree) => &["decrypt"],
+        (Operation::Agree, Purpose::Agree) => &["agree"],
+        (Operation::Mixmaster, Purpose::Mixmaster) => &["mixmaster"],
+        _ => &[],
+    };
+    effective.iter().map(|&op| op.to_owned()).collect()
+}
+
+/// Checks whether a key of `purpose` can serve a request counted as
+/// `requested` at all. Which data a signing purpose accepts is checked on
+/// the data itself (`keys::signing::purpose_allows`), and the operation a
+/// signature counts as comes from the same classification.
 fn purpose_covers(purpose: Purpose, requested: &str) -> bool {
     match purpose {
-        // Which data a signing purpose accepts is checked on the data
-        // itself (keys::signing::purpose_allows); here only the kind.
-        Purpose::Sign | Purpose::SshAuth | Purpose::SshHost | Purpose::Sshsig => {
-            requested == "sign" || requested == "ssh-auth" || requested.starts_with("sshsig:")
-        }
+        Purpose::Sign => requested == "sign" || requested == "ssh-auth" || requested.starts_with("sshsig:"),
+        Purpose::SshAuth => requested == "ssh-auth",
+        Purpose::SshHost => requested == "sign",
+        Purpose::Sshsig => requested.starts_with("sshsig:"),
         Purpose::Decrypt => requested == "decrypt",
         Purpose::Agree => requested == "agree" || requested == "decrypt",
         Purpose::Mixmaster => requested == "mixmaster",
@@ -266,5 +319,45 @@ mod tests {
         assert!(policy.is_admin(&peer(0, 0, &[])));
         assert!(policy.is_admin(&peer(500, 500, &[])));
         assert!(!policy.is_admin(&peer(9, 9, &[])));
+    }
+
+    #[test]
+    fn listing_narrows_rule_to_purpose() {
+        let policy = policy(
+            "[[key]]\nname = \"a\"\nusers = [1001]\noperations = [\"sign\", \"sshsig:git\"]\n\
+             [[key]]\nname = \"b\"\nusers = [1001]\noperations = [\"sshsig:git\"]\n",
+        );
+        let client = peer(1001, 1, &[]);
+        assert_eq!(policy.operations_for(&client, "a", Purpose::SshAuth), vec!["ssh-auth".to_owned()]);
+        assert_eq!(policy.operations_for(&client, "a", Purpose::Sign), vec!["sign".to_owned(), "sshsig:git".to_owned()]);
+        assert!(policy.operations_for(&client, "b", Purpose::SshAuth).is_empty());
+        assert!(policy.operations_for(&peer(1002, 1, &[]), "a", Purpose::Sign).is_empty());
+        assert_eq!(policy.operations_for(&peer(500, 500, &[]), "c", Purpose::Agree), vec!["agree".to_owned(), "decrypt".to_owned()]);
+    }
+
+    #[test]
+    fn sshsig_rule_signs_only_its_namespace() {
+        let policy = policy("[[key]]\nname = \"k\"\ngroups = [2000]\noperations = [\"sshsig:git\"]\n");
+        let member = peer(7, 7, &[2000]);
+        assert!(policy.permits(&member, "k", Purpose::Sign, "sshsig:git", false));
+        assert!(!policy.permits(&member, "k", Purpose::Sign, "sshsig:file", false));
+        assert!(!policy.permits(&member, "k", Purpose::Sign, "sign", false));
+        assert!(!policy.permits(&member, "k", Purpose::Sign, "ssh-auth", false));
+    }
+
+    #[test]
+    fn purpose_limits_signature_kind() {
+        let policy = policy("[[key]]\nname = \"k\"\nusers = [1001]\noperations = [\"sign\"]\n");
+        let client = peer(1001, 1, &[]);
+        assert!(policy.permits(&client, "k", Purpose::SshAuth, "ssh-auth", false));
+        assert!(!policy.permits(&client, "k", Purpose::SshAuth, "sign", false));
+        assert!(!policy.permits(&client, "k", Purpose::SshHost, "ssh-auth", false));
+        assert!(!policy.permits(&client, "k", Purpose::Sshsig, "ssh-auth", false));
+    }
+
+    #[test]
+    fn key_without_rule_is_not_forwarded() {
+        let policy = policy("");
+        assert!(!policy.permits(&peer(500, 500, &[]), "k", Purpose::SshAuth, "ssh-auth", true));
     }
 }

@@ -14,12 +14,14 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use base64::Engine as _;
 
 use crate::agent::extensions::{self, FailureCode, ListedKey, State};
+use crate::agent::session_bind::{Binding, SessionBind};
 use crate::agent::{self, Identity, Request};
 use crate::keys::signing::{purpose_allows, SignedData};
 use crate::keys::{KeyType, LoadedKey, Purpose};
 use crate::keystore::EntryMeta;
 use crate::policy::{Peer, Policy};
 
+mod mixmaster;
 mod x25519;
 
 /// Per-connection state.
@@ -29,11 +31,13 @@ pub struct Connection {
     /// Set by `session-bind@openssh.com` with `is_forwarding`: the peer is
     /// a remote host reached through `ssh -A`, not the local uid.
     pub forwarded: bool,
+    /// The host `session-bind@openssh.com` bound the connection to.
+    pub binding: Option<Binding>,
 }
 
 impl Connection {
     pub fn new(peer: Peer) -> Self {
-        Connection { peer, forwarded: false }
+        Connection { peer, forwarded: false, binding: None }
     }
 }
 
@@ -224,6 +228,9 @@ struct Inner {
     audit: Arc<dyn AuditSink>,
     /// The last time a request arrived, for idle sealing.
     last_request: Mutex<Instant>,
+    /// When the keys were unsealed (seconds since the epoch), for per-key
+    /// lifetimes.
+    unsealed_at: std::sync::atomic::AtomicU64,
 }
 
 /// Extensions every client may call; `query` lists them.
@@ -231,6 +238,7 @@ const EXTENSIONS: &[&str] = &[
     extensions::QUERY,
     extensions::STATUS,
     extensions::LIST,
+    crate::mixmaster::EXTENSION,
     crate::agent::x25519::UNWRAP,
     crate::agent::x25519::AGREE,
 ];
@@ -251,6 +259,7 @@ impl Service {
                 counters: Mutex::new(Counters::default()),
                 audit,
                 last_request: Mutex::new(Instant::now()),
+                unsealed_at: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -296,6 +305,20 @@ impl Service {
         self.inner.last_request.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).elapsed()
     }
 
+    /// Records when the daemon was unsealed (seconds since the epoch):
+    /// keys with a lifetime may be used until that long after it.
+    pub fn set_unsealed_at(&self, now: u64) {
+        self.inner.unsealed_at.store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Returns true when the key's lifetime after unsealing has passed at
+    /// `now`. Every operation that uses a private key checks this.
+    pub fn lifetime_expired(&self, policy: &Policy, key_name: &str, now: u64) -> bool {
+        let Some(lifetime) = policy.lifetime(key_name) else { return false };
+        let unsealed_at = self.inner.unsealed_at.load(std::sync::atomic::Ordering::Relaxed);
+        now >= unsealed_at.saturating_add(lifetime)
+    }
+
     /// Installs an unsealed key set and the public view that matches it.
     pub fn unseal(&self, keys: KeySet) {
         let public = keys.iter().map(|key| PublicKeyInfo::from_meta(key.meta.clone())).collect();
@@ -333,23 +356,31 @@ impl Service {
     pub fn handle(&self, connection: &mut Connection, body: &[u8], now: u64) -> Reply {
         *self.inner.last_request.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Instant::now();
 
+        // The operation a refusal names before the request is understood:
+        // the message type.
+        let message = || body.first().map(|message_type| format!("message-{message_type}"));
         let request = match Request::parse(body) {
             Ok(request) => request,
-            Err(_) => return Reply::Ready(self.refuse(connection, None, "malformed", None, agent::failure())),
+            Err(_) => return Reply::Ready(self.refuse(connection, None, "malformed", message().as_deref(), agent::failure())),
         };
+        if !self.inner.audit.accepting() {
+            return Reply::Ready(self.refuse(connection, None, "audit-unavailable", message().as_deref(), agent::failure()));
+        }
         match request {
             Request::RequestIdentities => Reply::Ready(self.identities(connection)),
             Request::Sign { key_blob, data, flags } => self.sign(connection, key_blob, data, flags, now),
             Request::Extension { name, body } => self.extension(connection, name, body, now),
             Request::KeyManagement(_) => {
-                Reply::Ready(self.refuse(connection, None, "key-management", None, agent::failure()))
+                Reply::Ready(self.refuse(connection, None, "key-management", message().as_deref(), agent::failure()))
             }
-            Request::Unknown(_) => Reply::Ready(self.refuse(connection, None, "unknown-message", None, agent::failure())),
+            Request::Unknown(_) => Reply::Ready(self.refuse(connection, None, "unknown-message", message().as_deref(), agent::failure())),
         }
     }
 
     fn identities(&self, connection: &Connection) -> Vec<u8> {
-        self.count(connection, None, None);
+        if !self.served(connection, None, "request-identities") {
+            return agent::failure();
+        }
         let policy = self.inner.policy.load();
         let public = self.inner.public.load();
         let visible: Vec<&PublicKeyInfo> = public
@@ -358,7 +389,7 @@ impl Service {
             .filter(|key| {
                 let Some(purpose) = key.purpose else { return false };
                 if connection.forwarded {
-                    return policy.permits(&connection.peer, &key.meta.name, purpose, "ssh-auth", true);
+                    return policy.forwarding_allowed(&connection.peer, &key.meta.name, purpose);
                 }
                 !policy.operations_for(&connection.peer, &key.meta.name, purpose).is_empty()
             })
@@ -370,25 +401,34 @@ impl Service {
 
     fn sign(&self, connection: &Connection, key_blob: &[u8], data: &[u8], flags: u32, now: u64) -> Reply {
         let failure = agent::failure;
-        let Some(keys) = self.inner.keys.load_full() else {
-            let name = self.public_name(key_blob);
-            return Reply::Ready(self.refuse(connection, name.as_deref(), "sealed", None, failure()));
-        };
-        let Some(key) = keys.by_blob(key_blob) else {
-            return Reply::Ready(self.refuse(connection, None, "unknown-key", None, failure()));
-        };
         let signed = SignedData::classify(data);
         let operation = signed.operation();
+        let Some(keys) = self.inner.keys.load_full() else {
+            return Reply::Ready(self.refuse_sealed(connection, key_blob, &operation, failure()));
+        };
+        let Some(key) = keys.by_blob(key_blob) else {
+            return Reply::Ready(self.refuse(connection, None, "unknown-key", Some(&operation), failure()));
+        };
         let policy = self.inner.policy.load();
 
-        if !policy.permits(&connection.peer, key.name(), key.purpose, &operation, connection.forwarded) {
+        // The client is checked first, so a peer probing keys it may not
+        // use is logged as such whatever data it sends. Then come the key's
+        // purpose and the rule's operations and forwarding.
+        if !policy.may_use(&connection.peer, key.name()) {
             return Reply::Ready(self.refuse_key(connection, key, "not-allowed", &operation, failure()));
         }
         if !purpose_allows(key.purpose, &signed, key.public_blob()) {
             return Reply::Ready(self.refuse_key(connection, key, "purpose", &operation, failure()));
         }
+        if !policy.permits(&connection.peer, key.name(), key.purpose, &operation, connection.forwarded) {
+            let reason = if connection.forwarded { "forwarded" } else { "not-allowed" };
+            return Reply::Ready(self.refuse_key(connection, key, reason, &operation, failure()));
+        }
         if !key.is_valid_at(now) {
             return Reply::Ready(self.refuse_key(connection, key, "outside-validity", &operation, failure()));
+        }
+        if self.lifetime_expired(&policy, key.name(), now) {
+            return Reply::Ready(self.refuse_key(connection, key, "lifetime-expired", &operation, failure()));
         }
         if !self.inner.audit.accepting() {
             return Reply::Ready(self.refuse_key(connection, key, "audit-unavailable", &operation, failure()));
@@ -418,7 +458,7 @@ impl Service {
 
     fn extension(&self, connection: &mut Connection, name: &[u8], body: &[u8], now: u64) -> Reply {
         let Ok(name) = std::str::from_utf8(name) else {
-            return Reply::Ready(self.refuse(connection, None, "unknown-extension", None, agent::failure()));
+            return Reply::Ready(self.refuse(connection, None, "unknown-extension", Some("extension"), agent::failure()));
         };
         if connection.forwarded {
             // A forwarded agent gets user-authentication signatures and
@@ -426,12 +466,17 @@ impl Service {
             return Reply::Ready(self.refuse(connection, None, "forwarded", Some(name), agent::failure()));
         }
         match name {
+            extensions::SESSION_BIND => Reply::Ready(self.session_bind(connection, body)),
             extensions::QUERY => {
-                self.count(connection, None, None);
+                if !self.served(connection, None, name) {
+                    return Reply::Ready(agent::failure());
+                }
                 Reply::Ready(extensions::response(name, &extensions::query_body(EXTENSIONS)))
             }
             extensions::STATUS => {
-                self.count(connection, None, None);
+                if !self.served(connection, None, name) {
+                    return Reply::Ready(agent::failure());
+                }
                 Reply::Ready(extensions::response(name, &extensions::status_body(self.state())))
             }
             extensions::LIST => {
@@ -439,9 +484,12 @@ impl Service {
                     let reply = extensions::failure(FailureCode::InvalidRequest);
                     return Reply::Ready(self.refuse(connection, None, "malformed", Some(name), reply));
                 }
-                self.count(connection, None, None);
+                if !self.served(connection, None, name) {
+                    return Reply::Ready(extensions::failure(FailureCode::Refused));
+                }
                 Reply::Ready(extensions::response(name, &extensions::list_body(&self.list_for(&connection.peer))))
             }
+            crate::mixmaster::EXTENSION => self.mixmaster_rsa(connection, body, now),
             crate::agent::x25519::UNWRAP => self.x25519_unwrap(connection, body, now),
             crate::agent::x25519::AGREE => self.x25519_agree(connection, body, now),
             _ => Reply::Ready(self.refuse(connection, None, "unknown-extension", Some(name), agent::failure())),
@@ -475,8 +523,79 @@ impl Service {
             .collect()
     }
 
-    fn public_name(&self, key_blob: &[u8]) -> Option<String> {
-        self.inner.public.load().iter().find(|key| key.meta.public_key == key_blob).map(|key| key.meta.name.clone())
+    /// Handles `session-bind@openssh.com`: verifies the host key's
+    /// signature over the session identifier and records the binding. A
+    /// connection is bound once: OpenSSH's agent also refuses a second
+    /// bind after one for authentication, and a forwarded connection
+    /// never reaches here (it gets no extensions). Replies SUCCESS, which
+    /// `ssh` expects, or FAILURE.
+    fn session_bind(&self, connection: &mut Connection, body: &[u8]) -> Vec<u8> {
+        let name = extensions::SESSION_BIND;
+        let Ok(bind) = SessionBind::parse(body) else {
+            return self.refuse(connection, None, "malformed", Some(name), agent::failure());
+        };
+        let host_key_fingerprint = crate::keys::fingerprint(bind.host_key);
+        let refuse = |reason: &'static str| {
+            self.count(connection, None, Some(reason));
+            let mut event = AuditEvent::new("refused").peer(&connection.peer);
+            event.fingerprint = Some(&host_key_fingerprint);
+            event.operation = Some(name);
+            event.reason = Some(reason);
+            self.inner.audit.record(&event);
+            agent::failure()
+        };
+        if connection.binding.is_some() {
+            return refuse("already-bound");
+        }
+        if bind.verify().is_err() {
+            return refuse("bad-host-signature");
+        }
+        let operation = if bind.is_forwarding { "session-bind-forwarding" } else { "session-bind" };
+        let mut event = AuditEvent::new("request").peer(&connection.peer);
+        event.fingerprint = Some(&host_key_fingerprint);
+        event.operation = Some(operation);
+        if !self.inner.audit.record_success(&event) {
+            return refuse("audit-unavailable");
+        }
+        self.count(connection, None, None);
+        connection.forwarded |= bind.is_forwarding;
+        connection.binding = Some(Binding { host_key_fingerprint, forwarding: bind.is_forwarding });
+        agent::success()
+    }
+
+    /// Refuses a request that names a key while sealed. The audit line
+    /// names the key when the public view contains it.
+    fn refuse_sealed(&self, connection: &Connection, key_blob: &[u8], operation: &str, reply: Vec<u8>) -> Vec<u8> {
+        let public = self.inner.public.load();
+        let known = public.iter().find(|key| key.meta.public_key == key_blob);
+        let name = known.map(|key| key.meta.name.as_str());
+        self.count(connection, name, Some("sealed"));
+        let mut event = AuditEvent::new("refused").peer(&connection.peer);
+        event.key = name;
+        event.fingerprint = known.map(|key| key.fingerprint.as_str());
+        event.operation = Some(operation);
+        event.reason = Some("sealed");
+        self.inner.audit.record(&event);
+        reply
+    }
+
+    /// Records a successful request that uses no key (a line in `requests`
+    /// audit mode, a count always). Returns false when the line could not
+    /// be written in fail-closed mode: the request is then refused.
+    fn served(&self, connection: &Connection, key: Option<&LoadedKey>, operation: &str) -> bool {
+        let mut event = AuditEvent::new("request").peer(&connection.peer);
+        event.key = key.map(LoadedKey::name);
+        event.fingerprint = key.map(|key| key.fingerprint.as_str());
+        event.operation = Some(operation);
+        if !self.inner.audit.record_success(&event) {
+            match key {
+                Some(key) => self.refuse_key(connection, key, "audit-unavailable", operation, Vec::new()),
+                None => self.refuse(connection, None, "audit-unavailable", Some(operation), Vec::new()),
+            };
+            return false;
+        }
+        self.count(connection, key.map(LoadedKey::name), None);
+        true
     }
 
     /// Counts a request and, when `key` is given, attributes it.
@@ -524,16 +643,6 @@ impl Service {
     }
 
     fn succeeded(&self, peer: &Peer, key: &LoadedKey, operation: &str) -> bool {
-        let connection = Connection::new(peer.clone());
-        let mut event = AuditEvent::new("request").peer(peer);
-        event.key = Some(key.name());
-        event.fingerprint = Some(&key.fingerprint);
-        event.operation = Some(operation);
-        if !self.inner.audit.record_success(&event) {
-            self.refuse_key(&connection, key, "audit-unavailable", operation, Vec::new());
-            return false;
-        }
-        self.count(&connection, Some(key.name()), None);
-        true
+        self.served(&Connection::new(peer.clone()), Some(key), operation)
     }
 }

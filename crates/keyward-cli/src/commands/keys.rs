@@ -63,7 +63,7 @@ pub fn harden() -> Result<()> {
     Ok(())
 }
 
-fn resolve_purpose(key_type: KeyType, purpose: Option<&str>) -> Result<Purpose> {
+pub(super) fn resolve_purpose(key_type: KeyType, purpose: Option<&str>) -> Result<Purpose> {
     let purpose = match purpose {
         Some(name) => Purpose::parse(name).map_err(|error| CliError::with_code(ExitCode::Usage, error.to_string()))?,
         None => key_type.default_purpose(),
@@ -94,6 +94,7 @@ pub fn keygen(
     let purpose = resolve_purpose(key_type, purpose)?;
     let not_before = not_before.map(parse_date).transpose()?;
     let not_after = not_after.map(parse_date).transpose()?.map(|day| day + 86_399);
+    let (not_before, not_after) = super::mixmaster::keygen_validity(key_type, not_before, not_after);
     let dir = context.keystore_dir()?;
 
     if let Some(mut daemon) = daemon_for_keystore(context, &dir)? {
@@ -114,6 +115,7 @@ pub fn keygen(
 
     let (mut unlocked, _entries) = open(&dir, source)?;
     let generated = generate::generate(key_type).map_err(|error| CliError::failed(error.to_string()))?;
+    let attributes = keyward::mixmaster::key_attributes(&generated.public_blob);
     let meta = EntryMeta {
         name: name.to_owned(),
         key_type: key_type.to_string(),
@@ -123,7 +125,7 @@ pub fn keygen(
         created: context::now(),
         not_before,
         not_after,
-        attributes: Vec::new(),
+        attributes,
     };
     let fingerprint = keyward::keys::fingerprint(&meta.public_key);
     unlocked.add(vec![Entry { meta, private: generated.private }])?;
@@ -147,6 +149,9 @@ pub fn import(
     let bytes = Zeroizing::new(
         std::fs::read(file).map_err(|error| CliError::failed(format!("cannot read {}: {error}", file.display())))?,
     );
+    if format == ImportFormat::SecringMix {
+        return super::mixmaster::import(context, name, source_passphrase_fd, purpose, comment, source, file, &bytes);
+    }
     let parse = |passphrase: Option<&[u8]>| -> std::result::Result<Vec<ImportedKey>, ImportError> {
         match format {
             ImportFormat::Openssh => import::openssh(&bytes, passphrase),
@@ -193,7 +198,7 @@ pub fn import(
 }
 
 /// Adds entries through an unsealed daemon, or to the file.
-fn add_entries(context: &Context, entries: Vec<Entry>, source: PassphraseSource) -> Result<()> {
+pub(super) fn add_entries(context: &Context, entries: Vec<Entry>, source: PassphraseSource) -> Result<()> {
     let dir = context.keystore_dir()?;
     let summary: Vec<String> = entries
         .iter()
@@ -285,6 +290,11 @@ pub fn pubkey(context: &Context, name: &str, format: PubkeyFormat) -> Result<()>
     let entry = catalog.entries.iter().find(|entry| entry.name == name).ok_or_else(|| {
         CliError::failed(format!("no key named {name:?} in {}", dir.display())).hint("`keyward list` shows the names")
     })?;
+    if format == PubkeyFormat::Mixmaster {
+        // key.txt byte for byte, its trailing empty line included.
+        print!("{}", super::mixmaster::key_txt(context, &dir, entry)?);
+        return Ok(());
+    }
     let text = match format {
         PubkeyFormat::Openssh => export::openssh_line(&entry.public_key, &entry.comment),
         PubkeyFormat::Pem => export::pem(&entry.public_key),

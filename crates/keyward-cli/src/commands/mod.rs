@@ -3,6 +3,7 @@
 mod control;
 mod decrypt;
 mod keys;
+mod mixmaster;
 mod sign;
 
 use std::os::unix::fs::MetadataExt;
@@ -36,6 +37,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Status { json } => control::status(&context, json),
         Command::Sign { key, namespace, file } => sign::sign(&context, &key, &namespace, &file),
         Command::Decrypt { key, file } => decrypt::decrypt(&context, key.as_deref(), &file),
+        Command::Mixmaster(crate::cli::MixmasterCommand::Unwrap { file }) => mixmaster::unwrap(&context, &file),
     }
 }
 

@@ -169,12 +169,8 @@ async fn handle_admin(request: AdminRequest, state: &Arc<DaemonState>, peer: &Pe
             AdminReply::Ok(super::status::document(&state, super::started()).to_string())
         }
         AdminRequest::Unseal { passphrase } => {
-            // Failed attempts slow further ones, here on the admin socket
-            // only; service clients never wait for this.
-            let delay = state.unseal_delay();
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
+            // Failed attempts slow further ones (DaemonState::unseal waits
+            // on a blocking thread), on the admin socket only.
             reply_of(
                 blocking(move || {
                     let passphrase = passphrase_of(&passphrase)?;

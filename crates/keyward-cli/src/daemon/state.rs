@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use keyward::admin::NewKey;
 use keyward::config::Config;
@@ -46,8 +46,11 @@ pub struct DaemonState {
     pub config: Mutex<Config>,
     /// The open keystore while unsealed; `None` while sealed.
     unlocked: Mutex<Option<Unlocked>>,
-    /// Failed unseal attempts and when the last one failed.
-    unseal_failures: Mutex<(u32, Option<Instant>)>,
+    /// Failed unseal attempts since the last success.
+    unseal_failures: Mutex<u32>,
+    /// Serialises unseal attempts, so parallel attempts each wait out the
+    /// delay instead of sharing one.
+    unseal_gate: Mutex<()>,
     /// The reason no protected memory is available. Unsealing is refused while set.
     memory_error: Option<String>,
 }
@@ -117,7 +120,8 @@ impl DaemonState {
             kdf_policy: context::kdf_policy(),
             config: Mutex::new(config),
             unlocked: Mutex::new(None),
-            unseal_failures: Mutex::new((0, None)),
+            unseal_failures: Mutex::new(0),
+            unseal_gate: Mutex::new(()),
             memory_error,
         }
     }
@@ -129,21 +133,27 @@ impl DaemonState {
         self.audit.record(&record);
     }
 
-    /// How long the next unseal attempt must wait after earlier failures:
-    /// doubling from one second, capped at 30 seconds.
+    /// Returns how long the next unseal attempt waits before its passphrase
+    /// is checked: nothing before the first failure, then one second,
+    /// doubling with each failure up to 30 seconds. The whole delay applies
+    /// to every attempt, however long after the failure it comes.
     pub fn unseal_delay(&self) -> Duration {
         let failures = self.unseal_failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         match *failures {
-            (0, _) | (_, None) => Duration::ZERO,
-            (count, Some(last)) => {
-                let wait = Duration::from_secs(1u64 << (count - 1).min(5)).min(Duration::from_secs(30));
-                wait.saturating_sub(last.elapsed())
-            }
+            0 => Duration::ZERO,
+            count => Duration::from_secs(1u64 << (count - 1).min(5)).min(Duration::from_secs(30)),
         }
     }
 
-    /// Unseals with `passphrase`. Blocking: runs the KDF.
+    /// Unseals with `passphrase`. Blocking: waits out the delay earlier
+    /// failures imposed, then runs the KDF. Only admin-socket requests and
+    /// the start-up passphrase come here, so service clients never wait.
     pub fn unseal(&self, passphrase: &Passphrase) -> Result<usize, Failure> {
+        let _gate = self.unseal_gate.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let delay = self.unseal_delay();
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
         let mut unlocked = self.unlocked.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if unlocked.is_some() {
             return Ok(self.service.keys().map(|keys| keys.len()).unwrap_or(0));
@@ -156,8 +166,7 @@ impl DaemonState {
             Ok(opened) => opened,
             Err(error) => {
                 let mut failures = self.unseal_failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                failures.0 = failures.0.saturating_add(1);
-                failures.1 = Some(Instant::now());
+                *failures = failures.saturating_add(1);
                 drop(failures);
                 self.lifecycle("unseal-failed", Some(&error.to_string()));
                 tracing::warn!(%error, "unseal failed");
@@ -169,9 +178,10 @@ impl DaemonState {
             Failure::failed(error)
         })?;
         let count = keys.len();
+        self.service.set_unsealed_at(context::now());
         self.service.unseal(keys);
         *unlocked = Some(store);
-        *self.unseal_failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = (0, None);
+        *self.unseal_failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = 0;
         self.lifecycle("unsealed", None);
         tracing::info!(keys = count, "unsealed");
         Ok(count)
@@ -190,20 +200,37 @@ impl DaemonState {
         }
     }
 
-    /// Re-reads the configuration; a broken file keeps the old one.
+    /// Re-reads the configuration and reopens the audit file. A broken
+    /// file, or an audit log that cannot be opened, keeps the old
+    /// configuration in force. Never seals.
     pub fn reload(&self) -> Result<(), Failure> {
-        let (config, policy) = load_config(self.config_file.as_ref(), self.daemon_uid).map_err(|error| {
+        let failed = |error: String| {
             self.lifecycle("reload-failed", Some(&error));
             tracing::error!(%error, "reload failed; the previous configuration stays in force");
             Failure::failed(format!("{error}; the previous configuration stays in force"))
-        })?;
+        };
+        let (config, policy) = match load_config(self.config_file.as_ref(), self.daemon_uid) {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                // SIGHUP after log rotation must reopen the file even when
+                // the configuration was broken meanwhile.
+                if let Err(reopen) = self.audit.reopen() {
+                    tracing::error!(error = %reopen, "cannot reopen the audit log");
+                }
+                return Err(failed(error));
+            }
+        };
+        if let Err(error) = self.audit.reconfigure(&config.daemon.audit_log, config.daemon.audit, config.daemon.audit_fail_closed) {
+            let path = match &config.daemon.audit_log {
+                keyward::config::AuditLog::File(path) => path.display().to_string(),
+                keyward::config::AuditLog::Stderr => "stderr".to_owned(),
+            };
+            return Err(failed(format!("cannot open the audit log {path}: {error}")));
+        }
         for rule in &config.keys {
             if !self.service.public_keys().iter().any(|key| key.meta.name == rule.name) {
                 tracing::warn!(key = %rule.name, "the configuration has a rule for a key that does not exist");
             }
-        }
-        if let Err(error) = self.audit.reconfigure(&config.daemon.audit_log, config.daemon.audit, config.daemon.audit_fail_closed) {
-            tracing::error!(%error, "cannot reopen the audit log");
         }
         self.service.set_policy(policy);
         *self.config.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = config;
@@ -237,6 +264,7 @@ impl DaemonState {
         let purpose = Purpose::parse(purpose).map_err(|error| Failure::failed(error.to_string()))?;
         key_type.check_purpose(purpose).map_err(|error| Failure::failed(error.to_string()))?;
         let generated = generate::generate(key_type).map_err(|error| Failure::failed(error.to_string()))?;
+        let attributes = keyward::mixmaster::key_attributes(&generated.public_blob);
         let meta = EntryMeta {
             name: name.to_owned(),
             key_type: key_type.to_string(),
@@ -246,7 +274,7 @@ impl DaemonState {
             created: context::now(),
             not_before: (not_before != 0).then_some(not_before),
             not_after: (not_after != 0).then_some(not_after),
-            attributes: Vec::new(),
+            attributes,
         };
         let fingerprint = keyward::keys::fingerprint(&meta.public_key);
         self.change(|unlocked| unlocked.add(vec![Entry { meta, private: generated.private }]))?;

@@ -144,6 +144,8 @@ impl Env {
         let child = command.spawn().expect("start the daemon");
         let daemon = Daemon { child, log };
         daemon.wait_for_socket(&self.agent_socket());
+        // The daemon binds the admin socket after the service socket.
+        daemon.wait_for_socket(&self.admin_socket());
         daemon
     }
 
@@ -272,4 +274,251 @@ pub fn raw_request(socket: &Path, frame: &[u8]) -> Option<Vec<u8>> {
     let mut body = vec![0u8; u32::from_be_bytes(length) as usize];
     stream.read_exact(&mut body).ok()?;
     Some(body)
+}
+
+/// Whether this process is root; tests that start sshd or change uids need it.
+/// Prints why the calling test is skipped when it is not.
+pub fn root_or_skip(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    eprintln!("skipping {test}: it must run as root (to start sshd or to switch uids)");
+    false
+}
+
+/// Finds a free TCP port on 127.0.0.1 by binding port 0.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().unwrap().port()
+}
+
+/// Builds a command that runs `program` as another uid and gid through
+/// `setpriv`, with exactly the supplementary `groups` given.
+pub fn as_user(uid: u32, gid: u32, groups: &[u32], program: &Path) -> Command {
+    let mut command = Command::new(require_program("setpriv"));
+    command.arg(format!("--reuid={uid}")).arg(format!("--regid={gid}"));
+    if groups.is_empty() {
+        command.arg("--clear-groups");
+    } else {
+        let list: Vec<String> = groups.iter().map(u32::to_string).collect();
+        command.arg(format!("--groups={}", list.join(",")));
+    }
+    command.arg(program);
+    command
+}
+
+impl Env {
+    /// Adds this environment's places and the test-only cheap KDF to a
+    /// command that runs the `keyward` binary (directly, or as the last
+    /// argument of a launcher such as `setpriv`).
+    pub fn with_places(&self, mut command: Command) -> Command {
+        command
+            .arg("--keystore")
+            .arg(&self.keystore)
+            .arg("--socket-dir")
+            .arg(&self.sockets)
+            .env("KEYWARD_TEST_INSECURE_KDF", "1")
+            .env_remove("KEYWARD_KEYSTORE")
+            .env_remove("KEYWARD_SOCKET_DIR")
+            .env_remove("KEYWARD_CONFIG")
+            .env_remove("SSH_AUTH_SOCK");
+        command
+    }
+
+    /// Links (or copies) `binary` into this environment's `bin` directory,
+    /// so other uids can run it even when the build directory is private.
+    pub fn reachable_copy(&self, binary: &Path) -> PathBuf {
+        let dir = self.path("bin");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let target = dir.join(binary.file_name().unwrap());
+        if !target.exists() && std::fs::hard_link(binary, &target).is_err() {
+            std::fs::copy(binary, &target).unwrap();
+        }
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).unwrap();
+        target
+    }
+
+    /// A `keyward` command run as `uid` and `gid` with the supplementary
+    /// `groups`, through `setpriv`.
+    pub fn keyward_as(&self, uid: u32, gid: u32, groups: &[u32]) -> Command {
+        self.with_places(as_user(uid, gid, groups, &self.reachable_copy(&keyward_binary())))
+    }
+
+    /// Runs `keyward ARGS` with `stdin` as standard input and the file
+    /// `fd3` open as file descriptor 3 (for `--new-passphrase-fd 3` and
+    /// `--source-passphrase-fd 3`).
+    pub fn run_with_fd3(&self, args: &[&str], stdin: &[u8], fd3: &Path) -> Output {
+        let mut shell = Command::new("/bin/sh");
+        shell.args(["-c", "exec 3<\"$KEYWARD_TEST_FD3\"; exec \"$@\"", "sh"]).env("KEYWARD_TEST_FD3", fd3);
+        shell.arg(keyward_binary());
+        let mut command = self.with_places(shell);
+        command.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = command.spawn().expect("run keyward");
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Starts a daemon from a prepared `keyward ... daemon --foreground`
+    /// command, logging to `daemon.log`, and waits until it listens.
+    pub fn start_daemon_command(&self, mut command: Command) -> Daemon {
+        let log = self.path("daemon.log");
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log_file);
+        let child = command.spawn().expect("start the daemon");
+        let daemon = Daemon { child, log };
+        daemon.wait_for_socket(&self.agent_socket());
+        // The daemon binds the admin socket after the service socket.
+        daemon.wait_for_socket(&self.admin_socket());
+        daemon
+    }
+
+    /// Returns the OpenSSH public key line of `name`, without its comment.
+    pub fn public_key_line(&self, name: &str) -> String {
+        let output = self.run(&["pubkey", name]);
+        assert_success(&output, "keyward pubkey");
+        stdout(&output).split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+    }
+}
+
+/// Extracts the key lines (type and base64, no comment) `ssh-add -L` prints for a
+/// client; empty when the agent lists no keys. `ssh-add -L` exits 1 with
+/// no keys, so the exit status is not checked here.
+pub fn listed_keys(output: &Output) -> Vec<String> {
+    stdout(output)
+        .lines()
+        .filter(|line| line.starts_with("ssh-") || line.starts_with("ecdsa-"))
+        .map(|line| line.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+/// Verifies an SSHSIG signature with `ssh-keygen -Y verify` against
+/// `public_line` (an OpenSSH public key line); returns the output.
+pub fn ssh_keygen_verify(dir: &Path, public_line: &str, namespace: &str, message: &Path, signature: &Path) -> Output {
+    let allowed = dir.join("allowed_signers");
+    std::fs::write(&allowed, format!("signer@test {public_line}\n")).unwrap();
+    Command::new(require_program("ssh-keygen"))
+        .args(["-Y", "verify", "-n", namespace, "-I", "signer@test", "-f"])
+        .arg(&allowed)
+        .arg("-s")
+        .arg(signature)
+        .stdin(std::fs::File::open(message).unwrap())
+        .output()
+        .unwrap()
+}
+
+/// An `sshd` on 127.0.0.1 with its configuration, host key, authorized
+/// keys and pid file in a directory of its own. Killed when dropped.
+pub struct Sshd {
+    pub child: Child,
+    pub port: u16,
+    pub dir: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Sshd {
+    /// Starts sshd with `authorized_keys` as its only authorized keys and
+    /// `extra_config` added to its configuration. Unless `extra_config`
+    /// sets `HostKey`, sshd gets an Ed25519 host key file of its own.
+    pub fn start(dir: &Path, authorized_keys: &str, extra_config: &str) -> Sshd {
+        let sshd = require_program("sshd");
+        std::fs::create_dir_all("/run/sshd").expect("create /run/sshd");
+        std::fs::create_dir_all(dir).unwrap();
+        let authorized = dir.join("authorized_keys");
+        std::fs::write(&authorized, authorized_keys).unwrap();
+
+        let mut host_config = String::new();
+        if !extra_config.lines().any(|line| line.starts_with("HostKey ")) {
+            let host_key = dir.join("ssh_host_ed25519_key");
+            if !host_key.exists() {
+                let output = Command::new(require_program("ssh-keygen"))
+                    .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                    .arg(&host_key)
+                    .output()
+                    .unwrap();
+                assert_success(&output, "ssh-keygen for the sshd host key");
+            }
+            host_config = format!("HostKey {}\n", host_key.display());
+        }
+
+        let log = dir.join("sshd.log");
+        let config = dir.join("sshd_config");
+        // A port found free may be taken by a parallel test before sshd
+        // binds it; try a few.
+        for _ in 0..5 {
+            let port = free_port();
+            std::fs::write(
+                &config,
+                format!(
+                    "Port {port}\nListenAddress 127.0.0.1\n{host_config}{extra_config}\nPidFile {pid}\nAuthorizedKeysFile {authorized}\n\
+                     StrictModes no\nUsePAM no\nPermitRootLogin prohibit-password\nPubkeyAuthentication yes\n\
+                     PasswordAuthentication no\nKbdInteractiveAuthentication no\nLogLevel DEBUG1\n",
+                    pid = dir.join("sshd.pid").display(),
+                    authorized = authorized.display(),
+                ),
+            )
+            .unwrap();
+            let log_file = std::fs::File::create(&log).unwrap();
+            let mut child = Command::new(&sshd)
+                .arg("-D")
+                .arg("-e")
+                .arg("-f")
+                .arg(&config)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log_file)
+                .spawn()
+                .expect("start sshd");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                // Its own log line, not a TCP connect: another test's sshd
+                // may listen on the same port when this one failed to bind.
+                let listening = format!("Server listening on 127.0.0.1 port {port}");
+                if std::fs::read_to_string(&log).is_ok_and(|text| text.contains(&listening)) {
+                    return Sshd { child, port, dir: dir.to_owned(), log };
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("sshd did not start; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// An `ssh` client for this server that uses only the agent at
+    /// `agent_socket` and the public key file `identity`, runs
+    /// `echo logged-in`, and never prompts (BatchMode).
+    /// `options` go before the destination.
+    pub fn client(&self, agent_socket: &Path, identity: &Path, known_hosts: &Path, strict: &str, options: &[&str]) -> Command {
+        let mut command = with_agent("ssh", agent_socket);
+        command
+            .arg("-F")
+            .arg("/dev/null")
+            .args(["-o", "IdentitiesOnly=yes", "-o"])
+            .arg(format!("IdentityFile={}", identity.display()))
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+            .arg("-o")
+            .arg(format!("StrictHostKeyChecking={strict}"))
+            .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "UpdateHostKeys=no", "-p"])
+            .arg(self.port.to_string())
+            .args(options)
+            .args(["root@127.0.0.1", "echo", "logged-in"])
+            .stdin(Stdio::null());
+        command
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

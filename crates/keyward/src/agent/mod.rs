@@ -5,6 +5,7 @@
 
 pub mod extensions;
 pub mod x25519;
+pub mod session_bind;
 
 use crate::wire::{Reader, WireError, Writer};
 

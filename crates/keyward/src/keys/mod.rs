@@ -14,6 +14,7 @@ pub mod export;
 pub mod generate;
 pub mod import;
 pub mod signing;
+pub mod verify;
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
@@ -73,9 +74,11 @@ enum Private {
     Ed25519(ed25519::Ed25519Key),
     EcdsaP256(ecdsa::EcdsaP256Key),
     Rsa(rsa::RsaKey),
-    /// Keys whose operations live outside this module (X25519, Mixmaster):
+    /// Keys whose operations live outside this module (X25519):
     /// the checked private bytes.
     Raw(SecretBuf),
+    /// A Mixmaster remailer key, ready for header RSA blocks.
+    Mixmaster(Box<keyward_mixmaster::RsaBlockKey>),
 }
 
 impl LoadedKey {
@@ -102,10 +105,15 @@ impl LoadedKey {
                 let public = key.public_blob();
                 (Private::Rsa(key), public)
             }
-            KeyType::Mixmaster(_) => {
+            KeyType::Mixmaster(bits) => {
                 let key = rsa::RsaKey::from_pkcs1_der(private.expose(), &name)?;
+                if key.bits() != bits {
+                    return Err(KeyError::Mismatch { name });
+                }
                 let (e, n) = key.public_components();
-                (Private::Raw(private), mixmaster_public_blob(&e, &n))
+                let block_key = keyward_mixmaster::RsaBlockKey::from_pkcs1_der(private.expose())
+                    .map_err(|_| KeyError::MalformedPrivate { name: name.clone() })?;
+                (Private::Mixmaster(Box::new(block_key)), mixmaster_public_blob(&e, &n))
             }
             KeyType::X25519 => {
                 let public = crate::x25519::public_key_of(&private)
@@ -140,6 +148,14 @@ impl LoadedKey {
     pub fn raw_private(&self) -> Option<&SecretBuf> {
         match &self.private {
             Private::Raw(bytes) => Some(bytes),
+            _ => None,
+        }
+    }
+
+    /// The Mixmaster key of a `mixmaster-*` key, for header RSA blocks.
+    pub fn mixmaster(&self) -> Option<&keyward_mixmaster::RsaBlockKey> {
+        match &self.private {
+            Private::Mixmaster(key) => Some(key),
             _ => None,
         }
     }

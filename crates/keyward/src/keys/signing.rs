@@ -177,7 +177,7 @@ impl LoadedKey {
                 signature.put_string(hash.algorithm().as_bytes());
                 signature.put_string(&raw);
             }
-            Private::Raw(_) => return Err(SignRefusal::NotSigningKey),
+            Private::Raw(_) | Private::Mixmaster(_) => return Err(SignRefusal::NotSigningKey),
         }
         Ok(signature)
     }

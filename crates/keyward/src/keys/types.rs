@@ -28,6 +28,10 @@ impl KeyType {
             "ecdsa-p256" => Ok(KeyType::EcdsaP256),
             "x25519" => Ok(KeyType::X25519),
             "mixmaster-1024" => Ok(KeyType::Mixmaster(1024)),
+            // 2048 and 3072 bits: imported only; Type II packets address
+            // them with the same large-key format as 4096-bit keys.
+            "mixmaster-2048" => Ok(KeyType::Mixmaster(2048)),
+            "mixmaster-3072" => Ok(KeyType::Mixmaster(3072)),
             "mixmaster-4096" => Ok(KeyType::Mixmaster(4096)),
             _ => {
                 let bits: u32 = name.strip_prefix("rsa-").ok_or_else(unknown)?.parse().map_err(|_| unknown())?;
@@ -155,6 +159,15 @@ mod tests {
         assert!(KeyType::parse("rsa-2049").is_err());
         assert!(KeyType::parse("rsa-").is_err());
         assert!(KeyType::parse("rsa-99999999999").is_err());
+    }
+
+    #[test]
+    fn parses_only_mixmaster_packet_sizes() {
+        for bits in [1024, 2048, 3072, 4096] {
+            assert_eq!(KeyType::parse(&format!("mixmaster-{bits}")).unwrap(), KeyType::Mixmaster(bits));
+        }
+        assert!(KeyType::parse("mixmaster-1536").is_err());
+        assert!(KeyType::parse("mixmaster-8192").is_err());
     }
 
     #[test]

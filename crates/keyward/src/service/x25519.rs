@@ -114,6 +114,9 @@ impl Service {
         if !key.is_valid_at(now) {
             return Err(self.refuse_key(connection, key, "outside-validity", operation, refused()));
         }
+        if self.lifetime_expired(&policy, key.name(), now) {
+            return Err(self.refuse_key(connection, key, "lifetime-expired", operation, refused()));
+        }
         if !self.inner.audit.accepting() {
             return Err(self.refuse_key(connection, key, "audit-unavailable", operation, refused()));
         }

@@ -289,3 +289,23 @@ fn rule_with_agree_also_allows_decrypt() {
     // A rule replaces the daemon user's default access.
     assert_eq!(failure_code(&daemon_user), Some(FailureCode::Refused));
 }
+
+#[test]
+fn unwrap_refused_after_key_lifetime() {
+    let fixture = fixture();
+    let config = crate::config::Config::parse(&format!(
+        "[[key]]\nname = \"age\"\nusers = [{DAEMON_UID}]\noperations = [\"decrypt\"]\nlifetime_minutes = 1\n"
+    ))
+    .unwrap();
+    fixture.service.set_policy(Policy::resolve(&config, DAEMON_UID, &NoNames).unwrap());
+    let public = fixture.decrypt_key.public_key();
+    let body = unwrap_body(public.fingerprint(), stanza_for(public, [2; 16]));
+
+    fixture.service.set_unsealed_at(NOW - 30);
+    let within = call(&fixture.service, DAEMON_UID, wire::UNWRAP, &body);
+    fixture.service.set_unsealed_at(NOW - 61);
+    let after = call(&fixture.service, DAEMON_UID, wire::UNWRAP, &body);
+
+    assert_eq!(*wire::parse_unwrap_reply(response_body(wire::UNWRAP, &within)).unwrap().unwrap(), [2; 16]);
+    assert_eq!(failure_code(&after), Some(FailureCode::Refused));
+}
