@@ -51,6 +51,15 @@ fn run_with(env: &Env, args: &[&str], passphrase: &str) -> std::process::Output 
 /// `ed` and `rsa` (through the daemon's admin socket when one is unsealed),
 /// deletes the files and returns what to look for.
 fn import_known_keys(env: &Env) -> KnownKeys {
+    import_known_keys_with(env, |mut command, _| {
+        let output = command.output().unwrap();
+        assert_success(&output, "keyward import");
+    })
+}
+
+/// Like `import_known_keys`, with `run` running each import command
+/// (passphrase on stdin already set) given the needles of its key.
+fn import_known_keys_with(env: &Env, mut run: impl FnMut(Command, &[Needle])) -> KnownKeys {
     let ssh_keygen = common::require_program("ssh-keygen");
     let mut known = KnownKeys { ed25519: Vec::new(), rsa_big_endian: Vec::new(), rsa_little_endian: Vec::new() };
     for (name, args) in [("ed", &["-t", "ed25519"][..]), ("rsa", &["-t", "rsa", "-b", "2048"][..])] {
@@ -81,8 +90,19 @@ fn import_known_keys(env: &Env) -> KnownKeys {
             }
             other => panic!("unexpected key type {:?}", other.algorithm()),
         }
-        let output = run_with(env, &["import", "--name", name, file.to_str().unwrap()], PASSPHRASE_NFC);
-        assert_success(&output, &format!("keyward import {name}"));
+        let passphrase_file = env.path("import-passphrase");
+        std::fs::write(&passphrase_file, PASSPHRASE_NFC).unwrap();
+        let mut command = env.keyward();
+        command
+            .args(["import", "--name", name, "--passphrase-fd", "0"])
+            .arg(&file)
+            .stdin(std::fs::File::open(&passphrase_file).unwrap());
+        let needles: Vec<Needle> = if name == "ed" {
+            known.ed25519.clone()
+        } else {
+            known.rsa_big_endian.iter().chain(&known.rsa_little_endian).cloned().collect()
+        };
+        run(command, &needles);
         std::fs::remove_file(&file).unwrap();
         std::fs::remove_file(file.with_extension("key.pub")).unwrap();
     }
@@ -121,7 +141,7 @@ fn unseal(env: &Env) {
 fn assert_none_found(scan: &Scan, labels: &[&str], when: &str) {
     for label in labels {
         let hits = scan.found(label);
-        assert!(hits.is_empty(), "{label} found in the daemon's readable memory {when}:\n{}", scan.describe());
+        assert!(hits.is_empty(), "{label} found in readable memory {when}:\n{}", scan.describe());
     }
 }
 
@@ -292,4 +312,43 @@ fn offline_passwd_holds_no_passphrase_when_done() {
     // The change took effect: the new passphrase opens the keystore.
     let output = run_with(&env, &["keygen", "--type", "ed25519", "--name", "check"], NEW_PASSPHRASE_NFC);
     assert_success(&output, "keyward keygen with the new passphrase");
+}
+
+
+#[test]
+fn import_clients_hold_no_key_when_done() {
+    if !common::is_root() {
+        eprintln!("skipped: reading another process's memory needs root");
+        return;
+    }
+    // Offline (no daemon), then through an unsealed daemon's admin socket.
+    for through_daemon in [false, true] {
+        let env = Env::new();
+        let output = run_with(&env, &["init"], PASSPHRASE_NFC);
+        assert_success(&output, "keyward init");
+        let daemon = through_daemon.then(|| {
+            let daemon = env.start_daemon();
+            unseal(&env);
+            daemon
+        });
+        let mut scans = Vec::new();
+        import_known_keys_with(&env, |command, needles| {
+            let mut needles = needles.to_vec();
+            needles.extend(passphrase_needles(PASSPHRASE_NFC, PASSPHRASE_NFD));
+            let mut scan = None;
+            let (status, output) =
+                hardening_support::run_paused_at_first_output(command, hardening_support::Stream::Stdout, |pid| scan = Some(scan_process(pid, &needles)));
+            assert!(status.success(), "keyward import failed");
+            assert!(output.contains("SHA256:"), "the scan did not happen at the summary line: {output:?}");
+            scans.push(scan.unwrap());
+        });
+        let how = if through_daemon { "through the daemon" } else { "offline" };
+        for scan in &scans {
+            assert!(scan.bytes_read > 0, "nothing read from the import client");
+            assert_none_found(scan, &ED25519_LABELS, &format!("in the import client ({how}) at its summary"));
+            assert_none_found(scan, &RSA_LABELS, &format!("in the import client ({how}) at its summary"));
+            assert_none_found(scan, &PASSPHRASE_LABELS, &format!("in the import client ({how}) at its summary"));
+        }
+        drop(daemon);
+    }
 }

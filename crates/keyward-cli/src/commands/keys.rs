@@ -163,7 +163,10 @@ pub fn import(
         }
         other => other,
     }
-    .map_err(|error| CliError::failed(format!("cannot import {}: {error}", file.display())))?;
+    .map_err(|error| CliError::failed(format!("cannot import {}: {error}", file.display())));
+    // The parser's by-value key structs left copies in returned frames.
+    keyward_protect::scrub_stack();
+    let imported = imported?;
 
     let now = context::now();
     let several = imported.len() > 1;

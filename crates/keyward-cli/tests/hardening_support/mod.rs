@@ -307,13 +307,30 @@ pub fn wait_blocked_in_pipe_write(pid: u32) {
     panic!("process {pid} did not block writing to its stderr pipe within 20 s");
 }
 
+/// The standard stream a paused client blocks on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
 /// Runs `command` with stderr on a full pipe, so its first message blocks
 /// it (Keyward's clients write their result last, after they are done
 /// with the passphrase). Calls `inspect` with the blocked process's pid,
 /// then drains the pipe and waits. Returns the exit status and stderr.
-pub fn run_paused_at_first_message(mut command: Command, inspect: impl FnOnce(u32)) -> (std::process::ExitStatus, String) {
+pub fn run_paused_at_first_message(command: Command, inspect: impl FnOnce(u32)) -> (std::process::ExitStatus, String) {
+    run_paused_at_first_output(command, Stream::Stderr, inspect)
+}
+
+/// Like `run_paused_at_first_message`, on the stream given; the other
+/// stream is discarded.
+pub fn run_paused_at_first_output(mut command: Command, stream: Stream, inspect: impl FnOnce(u32)) -> (std::process::ExitStatus, String) {
     let (reader, writer) = full_pipe();
-    let mut child = command.stdout(Stdio::null()).stderr(Stdio::from(writer)).spawn().unwrap();
+    match stream {
+        Stream::Stdout => command.stdout(Stdio::from(writer)).stderr(Stdio::null()),
+        Stream::Stderr => command.stdout(Stdio::null()).stderr(Stdio::from(writer)),
+    };
+    let mut child = command.spawn().unwrap();
     // The command holds the parent's copy of the write end: close it, or
     // the reader never sees end of file.
     drop(command);
