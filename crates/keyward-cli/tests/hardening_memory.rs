@@ -109,12 +109,13 @@ fn import_known_keys_with(env: &Env, mut run: impl FnMut(Command, &[Needle])) ->
     known
 }
 
-/// Makes one signature with each key through the agent socket, so the
-/// signing paths have run before the scan.
+/// Makes signatures with each key through the agent socket (several, on
+/// the daemon's pool of blocking threads), so the signing paths have run
+/// before the scan.
 fn sign_with_each_key(env: &Env) {
     let message = env.path("message.txt");
     std::fs::write(&message, b"scan me\n").unwrap();
-    for name in ["ed", "rsa"] {
+    for name in ["ed", "rsa", "ed", "ed", "rsa", "ed", "ed"] {
         let public = env.pubkey_file(name);
         let output = with_agent("ssh-keygen", &env.agent_socket())
             .args(["-Y", "sign", "-n", "file", "-f"])

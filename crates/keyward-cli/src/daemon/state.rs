@@ -144,6 +144,13 @@ impl DaemonState {
 
     /// Unseals with `passphrase`. Blocking: runs the KDF.
     pub fn unseal(&self, passphrase: &Passphrase) -> Result<usize, Failure> {
+        let result = self.unseal_inner(passphrase);
+        // The KDF, decryption and key parsing left copies in returned frames.
+        keyward_protect::scrub_stack();
+        result
+    }
+
+    fn unseal_inner(&self, passphrase: &Passphrase) -> Result<usize, Failure> {
         let mut unlocked = self.unlocked.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if unlocked.is_some() {
             return Ok(self.service.keys().map(|keys| keys.len()).unwrap_or(0));
@@ -220,6 +227,13 @@ impl DaemonState {
 
     /// Applies a change to the open keystore and installs the new key set.
     fn change(&self, apply: impl FnOnce(&mut Unlocked) -> Result<(), keystore::KeystoreError>) -> Result<(), Failure> {
+        let result = self.change_inner(apply);
+        // Re-keying, decryption and key parsing left copies in returned frames.
+        keyward_protect::scrub_stack();
+        result
+    }
+
+    fn change_inner(&self, apply: impl FnOnce(&mut Unlocked) -> Result<(), keystore::KeystoreError>) -> Result<(), Failure> {
         let mut guard = self.unlocked.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let Some(unlocked) = guard.as_mut() else { return Err(Failure::sealed()) };
         apply(unlocked).map_err(|error| Failure::failed(error.to_string()))?;
@@ -236,7 +250,9 @@ impl DaemonState {
         let key_type = KeyType::parse(key_type).map_err(|error| Failure::failed(error.to_string()))?;
         let purpose = Purpose::parse(purpose).map_err(|error| Failure::failed(error.to_string()))?;
         key_type.check_purpose(purpose).map_err(|error| Failure::failed(error.to_string()))?;
-        let generated = generate::generate(key_type).map_err(|error| Failure::failed(error.to_string()))?;
+        let generated = generate::generate(key_type).map_err(|error| Failure::failed(error.to_string()));
+        keyward_protect::scrub_stack();
+        let generated = generated?;
         let meta = EntryMeta {
             name: name.to_owned(),
             key_type: key_type.to_string(),
