@@ -146,8 +146,8 @@ fn assert_none_found(scan: &Scan, labels: &[&str], when: &str) {
     }
 }
 
-/// The positive control for every scan here: a canary on the heap of an
-/// ordinary non-dumpable process of root is found by the same scanner.
+/// Checks the positive control for every scan here: the same scanner finds
+/// a canary on the heap of an ordinary non-dumpable process of root.
 fn assert_scanner_finds_canary() {
     let canary = hardening_support::random_bytes(32);
     let command = hardening_support::helper_command(None, "helper_hold_canary", &hardening_support::to_hex(&canary));
@@ -181,7 +181,7 @@ const RSA_LABELS: [&str; 3] = ["RSA d", "RSA p", "RSA q"];
 const PASSPHRASE_LABELS: [&str; 1] = ["passphrase"];
 
 #[test]
-fn memfd_secret_daemon_hides_keys_and_wipes_on_seal() {
+fn memfd_secret_daemon_key_scan() {
     if !common::is_root() {
         eprintln!("skipped: reading another process's memory needs root");
         return;
@@ -263,7 +263,7 @@ fn scan_client_at_first_message(command: Command, needles: &[Needle]) -> (Scan, 
 }
 
 #[test]
-fn unseal_client_holds_no_passphrase_after_sending() {
+fn unseal_client_forgets_passphrase() {
     if !common::is_root() {
         eprintln!("skipped: reading another process's memory needs root");
         return;
@@ -283,7 +283,7 @@ fn unseal_client_holds_no_passphrase_after_sending() {
 }
 
 #[test]
-fn offline_passwd_holds_no_passphrase_when_done() {
+fn offline_passwd_forgets_passphrase() {
     if !common::is_root() {
         eprintln!("skipped: reading another process's memory needs root");
         return;
@@ -317,7 +317,7 @@ fn offline_passwd_holds_no_passphrase_when_done() {
 
 
 #[test]
-fn import_clients_hold_no_key_when_done() {
+fn import_clients_forget_keys() {
     if !common::is_root() {
         eprintln!("skipped: reading another process's memory needs root");
         return;
@@ -343,12 +343,12 @@ fn import_clients_hold_no_key_when_done() {
             assert!(output.contains("SHA256:"), "the scan did not happen at the summary line: {output:?}");
             scans.push(scan.unwrap());
         });
-        let how = if through_daemon { "through the daemon" } else { "offline" };
+        let import_path = if through_daemon { "through the daemon" } else { "offline" };
         for scan in &scans {
             assert!(scan.bytes_read > 0, "nothing read from the import client");
-            assert_none_found(scan, &ED25519_LABELS, &format!("in the import client ({how}) at its summary"));
-            assert_none_found(scan, &RSA_LABELS, &format!("in the import client ({how}) at its summary"));
-            assert_none_found(scan, &PASSPHRASE_LABELS, &format!("in the import client ({how}) at its summary"));
+            assert_none_found(scan, &ED25519_LABELS, &format!("in the import client ({import_path}) at its summary"));
+            assert_none_found(scan, &RSA_LABELS, &format!("in the import client ({import_path}) at its summary"));
+            assert_none_found(scan, &PASSPHRASE_LABELS, &format!("in the import client ({import_path}) at its summary"));
         }
         drop(daemon);
     }

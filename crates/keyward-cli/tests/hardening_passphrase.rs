@@ -36,7 +36,7 @@ fn leaked_in_proc(pid: u32) -> Vec<String> {
 }
 
 #[test]
-fn passphrase_stays_out_of_proc_log_and_audit() {
+fn passphrase_absent_from_proc_and_logs() {
     // Control: a process given the passphrase in its arguments and
     // environment is caught by the same check.
     let mut control = Command::new("/bin/sh")

@@ -33,8 +33,8 @@ impl Needle {
         Needle { label: label.into(), bytes: bytes.to_vec() }
     }
 
-    /// The needle and 16-byte windows at its start, middle and end, so a
-    /// partial copy of a long value is found too.
+    /// Returns the needle and 16-byte windows at its start, middle and end,
+    /// so a partial copy of a long value is found too.
     pub fn with_windows(label: &str, bytes: &[u8]) -> Vec<Needle> {
         let mut needles = vec![Needle::new(label, bytes)];
         if bytes.len() > 48 {
@@ -167,14 +167,14 @@ pub fn process_state(pid: u32) -> Option<char> {
     stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
-/// The `setpriv` arguments that run a program as `UNPRIVILEGED_UID` with
-/// no supplementary groups.
+/// Returns the `setpriv` arguments that run a program as
+/// `UNPRIVILEGED_UID` with no supplementary groups.
 pub fn setpriv_args() -> Vec<String> {
     let id = UNPRIVILEGED_UID.to_string();
     ["--reuid", &id, "--regid", &id, "--clear-groups", "--"].map(str::to_owned).to_vec()
 }
 
-/// A command that runs `program` as `UNPRIVILEGED_UID`.
+/// Builds a command that runs `program` as `UNPRIVILEGED_UID`.
 pub fn as_unprivileged(program: &Path) -> Command {
     let mut command = Command::new(common::require_program("setpriv"));
     command.args(setpriv_args()).arg(program);
@@ -227,7 +227,7 @@ pub fn wrap_unprivileged(env: &Env, command: &mut Command) {
     wrap_daemon(env, command, &common::require_program("setpriv"), &setpriv_args());
 }
 
-/// A command that re-runs this test binary as the ignored helper test
+/// Builds a command that re-runs this test binary as the ignored helper test
 /// `name`, with `argument` in `HELPER_ARGUMENT`.
 pub fn helper_command(program: Option<Command>, name: &str, argument: &str) -> Command {
     let mut command = program.unwrap_or_else(|| Command::new(std::env::current_exe().unwrap()));
@@ -258,20 +258,21 @@ pub fn spawn_until_ready(mut command: Command) -> (Child, std::process::ChildStd
     (child, stdin, stdout)
 }
 
-/// Runs inside a helper process: holds `canary` (hex) on the heap of a
-/// non-dumpable process, like the daemon, until stdin closes.
+/// Runs inside a helper process: keeps the canary (hex in the helper
+/// argument) on the heap of a non-dumpable process, like the daemon, until
+/// stdin closes.
 pub fn hold_canary_helper() {
     let Ok(hex) = std::env::var(HELPER_ARGUMENT) else { return };
     keyward_protect::process::harden_process().expect("harden the canary process");
     let canary: Vec<u8> = (0..hex.len() / 2).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap()).collect();
     // The hex text stays in the environment; the scanner looks for the
     // decoded bytes, which exist only in this heap buffer.
-    let held = std::hint::black_box(canary);
+    let kept_canary = std::hint::black_box(canary);
     println!("ready");
     std::io::stdout().flush().unwrap();
     let mut rest = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut rest);
-    std::hint::black_box(&held);
+    std::hint::black_box(&kept_canary);
 }
 
 /// Random bytes from the kernel.
@@ -285,7 +286,7 @@ pub fn to_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-/// A pipe that is already full: a process writing to it blocks.
+/// Creates a pipe that is already full, so a process writing to it blocks.
 pub fn full_pipe() -> (OwnedFd, OwnedFd) {
     let (reader, writer) = rustix::pipe::pipe().unwrap();
     let capacity = rustix::pipe::fcntl_getpipe_size(&writer).unwrap();
