@@ -295,18 +295,32 @@ pub fn full_pipe() -> (OwnedFd, OwnedFd) {
     (reader, writer)
 }
 
-/// Waits until `pid` sleeps in a write to a pipe.
+/// Waits until `pid` sleeps in a write to its stdout or stderr pipe:
+/// `/proc/PID/wchan` names `pipe_write`, or, on kernels that show no
+/// symbol there, `/proc/PID/syscall` shows write(2) on fd 1 or 2.
 pub fn wait_blocked_in_pipe_write(pid: u32) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
-        if wchan.contains("pipe_write") {
+        let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+        let blocked = process_state(pid) == Some('S')
+            && (wchan.contains("pipe_write") || syscall.starts_with(&format!("{WRITE_SYSCALL} 0x1 "))
+                || syscall.starts_with(&format!("{WRITE_SYSCALL} 0x2 ")));
+        if blocked {
             return;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    panic!("process {pid} did not block writing to its stderr pipe within 20 s");
+    panic!("process {pid} did not block writing to its stdout or stderr pipe within 20 s");
 }
+
+/// The number of write(2) as `/proc/PID/syscall` shows it.
+#[cfg(target_arch = "x86_64")]
+const WRITE_SYSCALL: u32 = 1;
+#[cfg(target_arch = "aarch64")]
+const WRITE_SYSCALL: u32 = 64;
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+const WRITE_SYSCALL: u32 = u32::MAX;
 
 /// The standard stream a paused client blocks on.
 #[derive(Clone, Copy, PartialEq, Eq)]
