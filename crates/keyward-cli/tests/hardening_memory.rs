@@ -37,7 +37,17 @@ impl KnownKeys {
 
 fn passphrase_needles(nfc: &str, nfd: &str) -> Vec<Needle> {
     assert_ne!(nfc, nfd, "the NFC and NFD forms must differ for the test to mean anything");
-    vec![Needle::new(format!("passphrase (NFC) {nfc:?}"), nfc.as_bytes()), Needle::new(format!("passphrase (NFD) {nfd:?}"), nfd.as_bytes())]
+    let mut needles = Vec::new();
+    for (form, text) in [("NFC", nfc), ("NFD", nfd)] {
+        let bytes = text.as_bytes();
+        needles.push(Needle::new(format!("passphrase ({form}) {text:?}"), bytes));
+        // 16-byte windows find a prefix that a growing buffer left behind.
+        let middle = bytes.len() / 2 - 8;
+        for (place, start) in [("start", 0), ("middle", middle), ("end", bytes.len() - 16)] {
+            needles.push(Needle::new(format!("passphrase ({form}, {place} 16 bytes)"), &bytes[start..start + 16]));
+        }
+    }
+    needles
 }
 
 /// Runs `keyward ARGS --passphrase-fd 0` with `passphrase` on stdin.

@@ -16,7 +16,19 @@ pub struct Passphrase(SecretBuf);
 impl Passphrase {
     /// Normalises `text` to NFC and stores it in protected memory.
     pub fn from_text(text: &str) -> Result<Self, keyward_protect::MemoryError> {
-        let normalised: Zeroizing<String> = Zeroizing::new(text.nfc().collect());
+        // A String that grows by reallocation frees its old buffer without
+        // wiping it, so grow by hand: copy into a bigger zeroizing buffer
+        // and let the old one be wiped. NFC is at most three times longer
+        // than its input in UTF-8 (UAX #15), so this rarely happens.
+        let mut normalised = Zeroizing::new(String::with_capacity(text.len() * 3 + 4));
+        for character in text.nfc() {
+            if normalised.len() + character.len_utf8() > normalised.capacity() {
+                let mut bigger = Zeroizing::new(String::with_capacity(normalised.capacity() * 2));
+                bigger.push_str(&normalised);
+                normalised = bigger;
+            }
+            normalised.push(character);
+        }
         Ok(Passphrase(SecretBuf::from_slice(normalised.as_bytes())?))
     }
 
