@@ -53,3 +53,19 @@ impl fmt::Debug for Passphrase {
         f.write_str("Passphrase([REDACTED])")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_text_normalises_expanding_input() {
+        // U+FB2C and U+1D160 grow under NFC (three code points each), the
+        // second to three times its UTF-8 length.
+        for text in ["Gru\u{308}\u{df}e", "\u{fb2c}", &"\u{1d160}".repeat(50), &"\u{fb2c}a\u{1d160}".repeat(40), ""] {
+            let expected: String = text.nfc().collect();
+            let passphrase = Passphrase::from_text(text).unwrap();
+            assert_eq!(passphrase.expose(), expected.as_bytes(), "NFC of {text:?}");
+        }
+    }
+}
