@@ -88,7 +88,9 @@ fn helper_sign_loop() {
 /// Measures signing through `helper_sign_loop`, as the daemon's uid.
 fn measure_signing(env: &Env, setup: &Setup, blob: &[u8], flags: u32, count: usize) -> (String, String) {
     let program = if setup.unprivileged {
-        Some(hardening_support::as_unprivileged(&std::env::current_exe().unwrap()))
+        let mut setpriv = std::process::Command::new(common::require_program("setpriv"));
+        setpriv.args(hardening_support::setpriv_args());
+        Some(setpriv)
     } else {
         None
     };

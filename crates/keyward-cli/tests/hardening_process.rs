@@ -59,8 +59,12 @@ fn helper_ptrace_attach_child() {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-    let result = attach_and_detach(nix::unistd::Pid::from_raw(child.id() as i32));
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let result = attach_and_detach(pid);
+    // A successful attach can leave the child in a group stop, where
+    // SIGTERM stays pending: continue it too.
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
     let _ = child.wait();
     println!("{result}");
 }
@@ -78,14 +82,17 @@ fn attach_and_detach(pid: nix::unistd::Pid) -> String {
 
 /// Runs a helper as `UNPRIVILEGED_UID` and returns its last output line.
 fn run_attacker(name: &str, argument: &str, child: Option<&[String]>) -> String {
-    let program = as_unprivileged(&std::env::current_exe().unwrap());
-    let mut command = helper_command(Some(program), name, argument);
+    let mut setpriv = Command::new(common::require_program("setpriv"));
+    setpriv.args(hardening_support::setpriv_args());
+    let mut command = helper_command(Some(setpriv), name, argument);
     if let Some(child) = child {
         command.env(CHILD_COMMAND, child.join("\n")).env("KEYWARD_TEST_INSECURE_KDF", "1");
     }
-    let output = command.stderr(Stdio::inherit()).output().expect("run the attacker");
-    assert!(output.status.success(), "the attacker failed: {:?}", output.status);
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let mut attacker = command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("run the attacker");
+    let status = common::wait_timeout(&mut attacker, Duration::from_secs(60));
+    assert!(status.success(), "the attacker failed: {status:?}");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut attacker.stdout.take().unwrap(), &mut text).unwrap();
     text.lines()
         .map(str::trim)
         .rfind(|line| line.starts_with("attached") || line.starts_with("denied"))

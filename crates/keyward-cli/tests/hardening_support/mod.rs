@@ -228,7 +228,8 @@ pub fn wrap_unprivileged(env: &Env, command: &mut Command) {
 }
 
 /// Builds a command that re-runs this test binary as the ignored helper test
-/// `name`, with `argument` in `HELPER_ARGUMENT`.
+/// `name`, with `argument` in `HELPER_ARGUMENT`. A `program` such as
+/// `setpriv ARGS…` wraps it; the test binary's path is appended to it.
 pub fn helper_command(program: Option<Command>, name: &str, argument: &str) -> Command {
     let mut command = program.unwrap_or_else(|| Command::new(std::env::current_exe().unwrap()));
     if command.get_program() != std::env::current_exe().unwrap().as_os_str() {
