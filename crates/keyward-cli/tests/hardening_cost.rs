@@ -57,7 +57,7 @@ fn put_string(frame: &mut Vec<u8>, bytes: &[u8]) {
     frame.extend_from_slice(bytes);
 }
 
-/// An SSH_AGENTC_SIGN_REQUEST frame, length prefix included.
+/// Encodes an SSH_AGENTC_SIGN_REQUEST frame, length prefix included.
 fn sign_request(blob: &[u8], data: &[u8], flags: u32) -> Vec<u8> {
     let mut body = vec![13u8];
     put_string(&mut body, blob);
@@ -126,7 +126,7 @@ fn median_and_p90(mut values: Vec<Duration>) -> (f64, f64) {
     (micros(values[values.len() / 2]), micros(values[values.len() * 9 / 10]))
 }
 
-/// A keystore made with the production KDF parameters (calibrated by
+/// Creates a keystore with the production KDF parameters (calibrated by
 /// `init` to about a second on this machine) and one Ed25519 key, shared
 /// by every setup so that all unseal the same Argon2id parameters.
 fn production_keystore() -> Env {
@@ -149,7 +149,7 @@ fn production_keystore() -> Env {
     env
 }
 
-/// The median unseal time of a copy of `template`'s keystore, in µs.
+/// Measures the median unseal time of a copy of `template`'s keystore, in µs.
 fn production_kdf_unseal(template: &Env, setup: &Setup) -> f64 {
     let env = Env::new();
     let status = std::process::Command::new("cp").arg("-a").arg(&template.keystore).arg(&env.keystore).status().unwrap();

@@ -106,7 +106,7 @@ fn uid_of(pid: u32) -> u32 {
     line.split_whitespace().nth(2).unwrap().parse().unwrap()
 }
 
-/// A keystore with one key, handed to `UNPRIVILEGED_UID`.
+/// Creates a keystore with one key and hands it to `UNPRIVILEGED_UID`.
 fn unprivileged_env() -> Env {
     let env = Env::new();
     env.init();
@@ -174,7 +174,7 @@ fn wait_for_uid(pid: u32, uid: u32) {
     }
 }
 
-/// The soft and hard values of a line of /proc/PID/limits.
+/// Returns the soft and hard values of a line of /proc/PID/limits.
 fn limit_of(pid: u32, name: &str) -> (String, String) {
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
     let line = limits.lines().find(|line| line.starts_with(name)).unwrap_or_else(|| panic!("no {name} in /proc/{pid}/limits"));
@@ -237,9 +237,9 @@ fn daemon_crash_leaves_no_core() {
     assert_eq!(std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap(), workdir, "the daemon's working directory");
     assert_eq!(limit_of(pid, "Max core file size"), ("0".to_owned(), "0".to_owned()), "the daemon's core size limit");
 
-    // Rust's runtime catches the first SIGSEGV (its stack-overflow check),
-    // restores the default action and returns; a SIGSEGV from kill(2) is
-    // not re-raised by a faulting instruction, so a second one is needed.
+    // Rust's runtime catches the first SIGSEGV for its stack-overflow check,
+    // restores the default action and returns. A SIGSEGV from kill(2) is
+    // not raised again by a faulting instruction, so a second one is sent.
     signal(pid, rustix::process::Signal::SEGV);
     let deadline = Instant::now() + Duration::from_secs(2);
     while daemon.child.try_wait().unwrap().is_none() && Instant::now() < deadline {
