@@ -15,6 +15,9 @@ use crate::error::{CliError, Result};
 const TEST_INSECURE_KDF: &str = "KEYWARD_TEST_INSECURE_KDF";
 /// Test-only: pin the clock, in seconds since the epoch.
 const TEST_NOW: &str = "KEYWARD_TEST_NOW";
+/// Test-only: the daemon's secret arena backing, `mlock` (skip
+/// memfd_secret) or `none` (no arena, as when the kernel allows neither).
+const TEST_MEMORY: &str = "KEYWARD_TEST_MEMORY";
 
 pub struct Context {
     pub env: Environment,
@@ -74,6 +77,25 @@ pub fn kdf_policy() -> KdfPolicy {
         KdfPolicy::InsecureTest
     } else {
         KdfPolicy::Production
+    }
+}
+
+/// A secret arena backing that tests force on the daemon.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TestMemory {
+    /// The `mlock` fallback, even where memfd_secret works.
+    Mlock,
+    /// No arena at all, as on a kernel that allows neither backing.
+    None,
+}
+
+/// The test-only arena backing, when `KEYWARD_TEST_MEMORY` is `mlock` or
+/// `none`; any other value is ignored.
+pub fn test_memory() -> Option<TestMemory> {
+    match std::env::var(TEST_MEMORY).ok().as_deref() {
+        Some("mlock") => Some(TestMemory::Mlock),
+        Some("none") => Some(TestMemory::None),
+        _ => None,
     }
 }
 

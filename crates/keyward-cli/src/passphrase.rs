@@ -12,13 +12,33 @@ use crate::error::{CliError, Result};
 pub fn read_fd(fd: i32) -> Result<Zeroizing<Vec<u8>>> {
     let mut file = keyward_protect::fd::take_fd(fd)
         .map_err(|error| CliError::failed(format!("cannot read the passphrase from file descriptor {fd}: {error}")))?;
-    let mut bytes = Zeroizing::new(Vec::new());
-    file.read_to_end(&mut bytes)
+    let mut bytes = read_to_end_wiping(&mut file)
         .map_err(|error| CliError::failed(format!("cannot read the passphrase from file descriptor {fd}: {error}")))?;
     if bytes.last() == Some(&b'\n') {
         bytes.pop();
     }
     Ok(bytes)
+}
+
+/// Reads to end of file like `read_to_end`, but a full buffer is copied
+/// into a bigger one and wiped, where `Vec` growth would free it unwiped.
+fn read_to_end_wiping(reader: &mut impl Read) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    let mut bytes = Zeroizing::new(Vec::with_capacity(1024));
+    let mut chunk = Zeroizing::new([0u8; 1024]);
+    loop {
+        let count = match reader.read(&mut chunk[..]) {
+            Ok(0) => return Ok(bytes),
+            Ok(count) => count,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        if bytes.len() + count > bytes.capacity() {
+            let mut bigger = Zeroizing::new(Vec::with_capacity((bytes.len() + count) * 2));
+            bigger.extend_from_slice(&bytes);
+            bytes = bigger;
+        }
+        bytes.extend_from_slice(&chunk[..count]);
+    }
 }
 
 fn prompt(text: &str) -> Result<Zeroizing<Vec<u8>>> {

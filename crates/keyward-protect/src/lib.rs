@@ -12,8 +12,8 @@ pub mod process;
 
 pub use arena::ArenaUsage;
 pub use memory::{
-    arena_usage, init_memory, memory_mode, MemoryError, MemoryMode, MemoryPolicy, SecretBox,
-    SecretBuf,
+    arena_usage, init_memory, memory_mode, scrub_stack, MemoryError, MemoryMode, MemoryPolicy,
+    SecretBox, SecretBuf,
 };
 pub use peer::peer_groups;
 pub use process::{harden_process, lock_all_memory, measure, set_umask, Protections, UmaskGuard};

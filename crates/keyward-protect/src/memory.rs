@@ -212,6 +212,24 @@ pub(crate) fn format_bytes(limit: Option<u64>) -> String {
     }
 }
 
+/// How much of the calling thread's stack `scrub_stack` overwrites.
+pub const STACK_SCRUB_BYTES: usize = 64 * 1024;
+
+/// Overwrites `STACK_SCRUB_BYTES` of the calling thread's stack below the
+/// caller's frame with zeros.
+///
+/// Moving a value is a plain copy, so parsing or building a key leaves
+/// copies of it in the frames of functions that have returned (the
+/// `ssh-key` parser and the by-value key structs it returns, for example).
+/// Call this after such work, from a frame above it, once the key is in the
+/// arena. It does not reach registers or copies in frames still live.
+#[inline(never)]
+pub fn scrub_stack() {
+    let mut area = [0u8; STACK_SCRUB_BYTES];
+    area.zeroize();
+    std::hint::black_box(&area);
+}
+
 /// Returns where new `SecretBuf`s are placed.
 pub fn memory_mode() -> MemoryMode {
     match MODE.load(Ordering::Acquire) {

@@ -16,7 +16,19 @@ pub struct Passphrase(SecretBuf);
 impl Passphrase {
     /// Normalises `text` to NFC and stores it in protected memory.
     pub fn from_text(text: &str) -> Result<Self, keyward_protect::MemoryError> {
-        let normalised: Zeroizing<String> = Zeroizing::new(text.nfc().collect());
+        // A String that grows by reallocation frees its old buffer without
+        // wiping it, so grow by hand: copy into a bigger zeroizing buffer
+        // and let the old one be wiped. NFC is at most three times longer
+        // than its input in UTF-8 (UAX #15), so this rarely happens.
+        let mut normalised = Zeroizing::new(String::with_capacity(text.len() * 3 + 4));
+        for character in text.nfc() {
+            if normalised.len() + character.len_utf8() > normalised.capacity() {
+                let mut bigger = Zeroizing::new(String::with_capacity(normalised.capacity() * 2));
+                bigger.push_str(&normalised);
+                normalised = bigger;
+            }
+            normalised.push(character);
+        }
         Ok(Passphrase(SecretBuf::from_slice(normalised.as_bytes())?))
     }
 
@@ -39,5 +51,21 @@ impl Passphrase {
 impl fmt::Debug for Passphrase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Passphrase([REDACTED])")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_text_normalises_expanding_input() {
+        // U+FB2C and U+1D160 grow under NFC (three code points each), the
+        // second to three times its UTF-8 length.
+        for text in ["Gru\u{308}\u{df}e", "\u{fb2c}", &"\u{1d160}".repeat(50), &"\u{fb2c}a\u{1d160}".repeat(40), ""] {
+            let expected: String = text.nfc().collect();
+            let passphrase = Passphrase::from_text(text).unwrap();
+            assert_eq!(passphrase.expose(), expected.as_bytes(), "NFC of {text:?}");
+        }
     }
 }

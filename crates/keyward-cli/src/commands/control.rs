@@ -20,6 +20,8 @@ pub fn unseal(context: &Context, source: PassphraseSource) -> Result<()> {
     let request = AdminRequest::Unseal { passphrase: Zeroizing::new(passphrase.expose().to_vec()) };
     drop(passphrase);
     let message = admin_request(&mut client, &request)?;
+    // Wipe the passphrase before the message: writing it can block.
+    drop(request);
     eprintln!("{message}");
     Ok(())
 }

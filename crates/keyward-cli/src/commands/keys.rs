@@ -51,7 +51,10 @@ pub fn init(context: &Context, source: PassphraseSource, allow_empty: bool) -> R
 fn open(dir: &Path, source: PassphraseSource) -> Result<(Unlocked, Vec<Entry>)> {
     harden()?;
     let passphrase = passphrase::keystore(source.passphrase_fd, "Keystore passphrase: ")?;
-    Ok(Unlocked::open(dir, &passphrase, context::kdf_policy())?)
+    let opened = Unlocked::open(dir, &passphrase, context::kdf_policy());
+    // Decryption and key parsing leave copies in returned frames.
+    keyward_protect::scrub_stack();
+    Ok(opened?)
 }
 
 /// Hardens an offline command that will hold keystore secrets: no core
@@ -114,7 +117,9 @@ pub fn keygen(
     }
 
     let (mut unlocked, _entries) = open(&dir, source)?;
-    let generated = generate::generate(key_type).map_err(|error| CliError::failed(error.to_string()))?;
+    let generated = generate::generate(key_type).map_err(|error| CliError::failed(error.to_string()));
+    keyward_protect::scrub_stack();
+    let generated = generated?;
     let attributes = keyward::mixmaster::key_attributes(&generated.public_blob);
     let meta = EntryMeta {
         name: name.to_owned(),
@@ -169,7 +174,10 @@ pub fn import(
         }
         other => other,
     }
-    .map_err(|error| CliError::failed(format!("cannot import {}: {error}", file.display())))?;
+    .map_err(|error| CliError::failed(format!("cannot import {}: {error}", file.display())));
+    // The parser's by-value key structs left copies in returned frames.
+    keyward_protect::scrub_stack();
+    let imported = imported?;
 
     let now = context::now();
     let several = imported.len() > 1;

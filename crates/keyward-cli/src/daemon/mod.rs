@@ -20,7 +20,7 @@ use tokio::net::UnixListener;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::DaemonArgs;
-use crate::context::Context;
+use crate::context::{self, Context};
 use crate::error::{CliError, Result};
 use crate::passphrase;
 use state::DaemonState;
@@ -56,7 +56,7 @@ pub fn run(context: &Context, args: DaemonArgs) -> Result<()> {
     if let Err(error) = keyward_protect::lock_all_memory() {
         tracing::warn!(%error, "cannot lock the daemon's memory (mlockall); key material in the crypto libraries' heaps could reach swap");
     }
-    let memory = keyward_protect::init_memory(keyward_protect::MemoryPolicy { allow_insecure: args.allow_insecure_memory });
+    let memory = init_memory(keyward_protect::MemoryPolicy { allow_insecure: args.allow_insecure_memory });
     match &memory {
         Ok(mode) => tracing::info!(memory = mode.as_str(), "secret memory ready"),
         Err(error) => tracing::error!(%error, "no protected memory: unsealing is refused"),
@@ -141,6 +141,29 @@ pub fn run(context: &Context, args: DaemonArgs) -> Result<()> {
     audit.record(&AuditEvent::new("stopped"));
     tracing::info!("stopped");
     outcome
+}
+
+/// Sets up the secret arena, with the backing a test may force.
+fn init_memory(policy: keyward_protect::MemoryPolicy) -> std::result::Result<keyward_protect::MemoryMode, keyward_protect::MemoryError> {
+    match context::test_memory() {
+        None => keyward_protect::init_memory(policy),
+        Some(context::TestMemory::Mlock) => {
+            tracing::warn!("test-only KEYWARD_TEST_MEMORY=mlock: not trying memfd_secret");
+            keyward_protect::memory::init_memory_without_memfd_secret(policy)
+        }
+        Some(context::TestMemory::None) => {
+            tracing::warn!("test-only KEYWARD_TEST_MEMORY=none: no secret arena");
+            if policy.allow_insecure {
+                Ok(keyward_protect::MemoryMode::None)
+            } else {
+                Err(keyward_protect::MemoryError::Unavailable(
+                    "memfd_secret and mlock not tried (test-only KEYWARD_TEST_MEMORY=none). \
+                     Run with --allow-insecure-memory to keep secrets in ordinary memory that can reach swap"
+                        .to_owned(),
+                ))
+            }
+        }
+    }
 }
 
 fn init_logging() {

@@ -149,6 +149,13 @@ impl DaemonState {
     /// failures imposed, then runs the KDF. Only admin-socket requests and
     /// the start-up passphrase come here, so service clients never wait.
     pub fn unseal(&self, passphrase: &Passphrase) -> Result<usize, Failure> {
+        let result = self.unseal_inner(passphrase);
+        // The KDF, decryption and key parsing left copies in returned frames.
+        keyward_protect::scrub_stack();
+        result
+    }
+
+    fn unseal_inner(&self, passphrase: &Passphrase) -> Result<usize, Failure> {
         let _gate = self.unseal_gate.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let delay = self.unseal_delay();
         if !delay.is_zero() {
@@ -247,6 +254,13 @@ impl DaemonState {
 
     /// Applies a change to the open keystore and installs the new key set.
     fn change(&self, apply: impl FnOnce(&mut Unlocked) -> Result<(), keystore::KeystoreError>) -> Result<(), Failure> {
+        let result = self.change_inner(apply);
+        // Re-keying, decryption and key parsing left copies in returned frames.
+        keyward_protect::scrub_stack();
+        result
+    }
+
+    fn change_inner(&self, apply: impl FnOnce(&mut Unlocked) -> Result<(), keystore::KeystoreError>) -> Result<(), Failure> {
         let mut guard = self.unlocked.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let Some(unlocked) = guard.as_mut() else { return Err(Failure::sealed()) };
         apply(unlocked).map_err(|error| Failure::failed(error.to_string()))?;
@@ -263,7 +277,9 @@ impl DaemonState {
         let key_type = KeyType::parse(key_type).map_err(|error| Failure::failed(error.to_string()))?;
         let purpose = Purpose::parse(purpose).map_err(|error| Failure::failed(error.to_string()))?;
         key_type.check_purpose(purpose).map_err(|error| Failure::failed(error.to_string()))?;
-        let generated = generate::generate(key_type).map_err(|error| Failure::failed(error.to_string()))?;
+        let generated = generate::generate(key_type).map_err(|error| Failure::failed(error.to_string()));
+        keyward_protect::scrub_stack();
+        let generated = generated?;
         let attributes = keyward::mixmaster::key_attributes(&generated.public_blob);
         let meta = EntryMeta {
             name: name.to_owned(),
