@@ -1,7 +1,7 @@
 //! Mixmaster Type II keys in Keyward: importing `secring.mix`, the public
 //! `key.txt` block, key validity, and the wire format of the
 //! `mixmaster-rsa@keyward` extension (specified byte for byte in
-//! `docs/PROTOCOL-mixmaster.md`).
+//! `docs/PROTOCOL.md`).
 //!
 //! The daemon side of the extension is `service::mixmaster`; the formats and
 //! the RSA operation itself are in the `keyward-mixmaster` crate.
