@@ -7,6 +7,7 @@
 //! keeping replies in request order.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,12 +36,103 @@ impl Connection {
     }
 }
 
+/// How much CPU one piece of work takes, so the caller can choose where to
+/// run it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cost {
+    /// Tens of microseconds (Ed25519, X25519): cheaper to run on the
+    /// current thread than to hand to another one.
+    Light,
+    /// Hundreds of microseconds or more (RSA, ECDSA): run where it cannot
+    /// delay the I/O of other connections.
+    Heavy,
+}
+
 /// Private-key work to run off the connection's thread.
-pub struct Work(Box<dyn FnOnce() -> Vec<u8> + Send>);
+pub struct Work(WorkKind);
+
+enum WorkKind {
+    One { cost: Cost, run: Box<dyn FnOnce() -> Vec<u8> + Send> },
+    Batch(Batch),
+}
 
 impl Work {
+    fn one(cost: Cost, run: impl FnOnce() -> Vec<u8> + Send + 'static) -> Work {
+        Work(WorkKind::One { cost, run: Box::new(run) })
+    }
+
+    /// Runs the work on this thread (a batch's items one after another)
+    /// and returns the reply body.
     pub fn run(self) -> Vec<u8> {
-        (self.0)()
+        match self.into_job() {
+            Job::One(one) => one.run(),
+            Job::Batch(batch) => {
+                let bodies = batch.items.into_iter().map(Reply::into_body).collect();
+                Batch::finish(bodies)
+            }
+        }
+    }
+
+    /// Splits the work so the caller can run a batch's items in parallel.
+    pub fn into_job(self) -> Job {
+        match self.0 {
+            WorkKind::One { cost, run } => Job::One(OneWork { cost, run }),
+            WorkKind::Batch(batch) => Job::Batch(batch),
+        }
+    }
+
+    /// The cost of the work; a batch counts as heavy.
+    pub fn cost(&self) -> Cost {
+        match &self.0 {
+            WorkKind::One { cost, .. } => *cost,
+            WorkKind::Batch(_) => Cost::Heavy,
+        }
+    }
+}
+
+/// What a [`Work`] is made of.
+pub enum Job {
+    /// One operation.
+    One(OneWork),
+    /// A `batch@keyward` request: independent items whose replies are
+    /// joined in order by [`Batch::finish`].
+    Batch(Batch),
+}
+
+/// One private-key operation.
+pub struct OneWork {
+    cost: Cost,
+    run: Box<dyn FnOnce() -> Vec<u8> + Send>,
+}
+
+impl OneWork {
+    pub fn cost(&self) -> Cost {
+        self.cost
+    }
+
+    pub fn run(self) -> Vec<u8> {
+        (self.run)()
+    }
+}
+
+/// The items of a batch, each already past parsing and policy: a ready
+/// reply (a refusal, say) or one operation.
+pub struct Batch {
+    items: Vec<Reply>,
+}
+
+impl Batch {
+    /// The items, in request order. Run them anywhere, then pass their
+    /// reply bodies, in the same order, to [`Batch::finish`].
+    pub fn into_items(self) -> Vec<Reply> {
+        self.items
+    }
+
+    /// Encodes the batch reply from the items' reply bodies, in order. A
+    /// reply too long for one frame becomes an invalid-request failure.
+    pub fn finish(bodies: Vec<Vec<u8>>) -> Vec<u8> {
+        extensions::batch_response(&bodies)
+            .unwrap_or_else(|| extensions::failure(FailureCode::InvalidRequest))
     }
 }
 
@@ -193,6 +285,9 @@ impl KeySet {
 }
 
 /// Request and refusal counters, by reason, key and uid.
+///
+/// The service keeps several of these, one per shard, so threads counting
+/// at the same time rarely share a lock; [`Service::counters`] adds them up.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Counters {
     pub requests: u64,
@@ -208,6 +303,73 @@ pub struct KeyCounters {
     pub refusals: u64,
 }
 
+impl KeyCounters {
+    fn add(&mut self, other: &KeyCounters) {
+        self.requests += other.requests;
+        self.refusals += other.refusals;
+    }
+}
+
+impl Counters {
+    fn add(&mut self, other: &Counters) {
+        self.requests += other.requests;
+        self.refusals += other.refusals;
+        for (reason, count) in &other.refusals_by_reason {
+            *self.refusals_by_reason.entry(reason.clone()).or_default() += count;
+        }
+        for (key, counters) in &other.per_key {
+            self.per_key.entry(key.clone()).or_default().add(counters);
+        }
+        for (uid, counters) in &other.per_uid {
+            self.per_uid.entry(*uid).or_default().add(counters);
+        }
+    }
+
+    fn record(&mut self, uid: u32, key: Option<&str>, refusal: Option<&str>) {
+        self.requests += 1;
+        let refused = u64::from(refusal.is_some());
+        let per_uid = self.per_uid.entry(uid).or_default();
+        per_uid.requests += 1;
+        per_uid.refusals += refused;
+        if let Some(key) = key {
+            // Allocate the name only the first time this shard sees it.
+            let per_key = match self.per_key.get_mut(key) {
+                Some(per_key) => per_key,
+                None => self.per_key.entry(key.to_owned()).or_default(),
+            };
+            per_key.requests += 1;
+            per_key.refusals += refused;
+        }
+        if let Some(reason) = refusal {
+            self.refusals += 1;
+            match self.refusals_by_reason.get_mut(reason) {
+                Some(count) => *count += 1,
+                None => {
+                    self.refusals_by_reason.insert(reason.to_owned(), 1);
+                }
+            }
+        }
+    }
+}
+
+/// How many counter shards there are; a power of two above the core
+/// counts this daemon expects to meet.
+const COUNTER_SHARDS: usize = 16;
+
+/// One shard on its own cache lines, so shards do not slow each other.
+#[repr(align(128))]
+#[derive(Default)]
+struct CounterShard(Mutex<Counters>);
+
+/// Which shard the current thread counts in: threads take shards in turn.
+fn shard_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % COUNTER_SHARDS;
+    }
+    SHARD.with(|shard| *shard)
+}
+
 /// The service: public view, unsealed keys, policy, counters.
 #[derive(Clone)]
 pub struct Service {
@@ -218,14 +380,17 @@ struct Inner {
     public: ArcSwap<Vec<PublicKeyInfo>>,
     keys: ArcSwapOption<KeySet>,
     policy: ArcSwap<Policy>,
-    counters: Mutex<Counters>,
+    counters: Box<[CounterShard]>,
     audit: Arc<dyn AuditSink>,
-    /// The last time a request arrived, for idle sealing.
-    last_request: Mutex<Instant>,
+    /// When the service was created; `last_request` counts from here.
+    created: Instant,
+    /// The last time a request arrived, in milliseconds since `created`,
+    /// for idle sealing.
+    last_request: AtomicU64,
 }
 
 /// Extensions every client may call; `query` lists them.
-const EXTENSIONS: &[&str] = &[extensions::QUERY, extensions::STATUS, extensions::LIST];
+const EXTENSIONS: &[&str] = &[extensions::QUERY, extensions::STATUS, extensions::LIST, extensions::BATCH];
 
 /// A refusal the dispatcher reports: the reason goes to the audit trail,
 /// the client sees FAILURE.
@@ -240,9 +405,10 @@ impl Service {
                 public: ArcSwap::from_pointee(public),
                 keys: ArcSwapOption::empty(),
                 policy: ArcSwap::from_pointee(policy),
-                counters: Mutex::new(Counters::default()),
+                counters: (0..COUNTER_SHARDS).map(|_| CounterShard::default()).collect(),
                 audit,
-                last_request: Mutex::new(Instant::now()),
+                created: Instant::now(),
+                last_request: AtomicU64::new(0),
             }),
         }
     }
@@ -275,8 +441,13 @@ impl Service {
         self.inner.keys.load_full()
     }
 
+    /// A snapshot of the counters, all shards added up.
     pub fn counters(&self) -> Counters {
-        self.inner.counters.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        let mut total = Counters::default();
+        for shard in self.inner.counters.iter() {
+            total.add(&shard.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        }
+        total
     }
 
     pub fn audit(&self) -> &Arc<dyn AuditSink> {
@@ -285,7 +456,17 @@ impl Service {
 
     /// The time since the last request on the service socket.
     pub fn idle_for(&self) -> Duration {
-        self.inner.last_request.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).elapsed()
+        let last = Duration::from_millis(self.inner.last_request.load(Ordering::Relaxed));
+        self.inner.created.elapsed().saturating_sub(last)
+    }
+
+    /// Notes that a request arrived. Writes the shared word at most once
+    /// a millisecond, so cores serving requests do not fight over it.
+    fn touch(&self) {
+        let now = self.inner.created.elapsed().as_millis() as u64;
+        if self.inner.last_request.load(Ordering::Relaxed) < now {
+            self.inner.last_request.store(now, Ordering::Relaxed);
+        }
     }
 
     /// Installs an unsealed key set and the public view that matches it.
@@ -323,7 +504,7 @@ impl Service {
     /// Handles one request frame body from `connection` at time `now`
     /// (seconds since the epoch).
     pub fn handle(&self, connection: &mut Connection, body: &[u8], now: u64) -> Reply {
-        *self.inner.last_request.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Instant::now();
+        self.touch();
 
         let request = match Request::parse(body) {
             Ok(request) => request,
@@ -387,11 +568,15 @@ impl Service {
         }
 
         let allow_sha1 = policy.allow_sha1;
+        let cost = match key.key_type {
+            KeyType::Ed25519 | KeyType::X25519 => Cost::Light,
+            _ => Cost::Heavy,
+        };
         let service = self.clone();
         let peer = connection.peer.clone();
         let blob = key_blob.to_vec();
         let data = data.to_vec();
-        Reply::Work(Work(Box::new(move || {
+        Reply::Work(Work::one(cost, move || {
             let key = keys.by_blob(&blob).expect("the key set is immutable");
             match key.sign(&data, flags, allow_sha1) {
                 Ok(signature) => {
@@ -405,10 +590,10 @@ impl Service {
                     service.refuse_key(&connection, key, refusal.as_str(), &operation, failure())
                 }
             }
-        })))
+        }))
     }
 
-    fn extension(&self, connection: &mut Connection, name: &[u8], body: &[u8], _now: u64) -> Reply {
+    fn extension(&self, connection: &mut Connection, name: &[u8], body: &[u8], now: u64) -> Reply {
         let Ok(name) = std::str::from_utf8(name) else {
             return Reply::Ready(self.refuse(connection, None, "unknown-extension", None, agent::failure()));
         };
@@ -434,7 +619,36 @@ impl Service {
                 self.count(connection, None, None);
                 Reply::Ready(extensions::response(name, &extensions::list_body(&self.list_for(&connection.peer))))
             }
+            extensions::BATCH => self.batch(connection, body, now),
             _ => Reply::Ready(self.refuse(connection, None, "unknown-extension", Some(name), agent::failure())),
+        }
+    }
+
+    /// `batch@keyward`: each item is a whole request body, handled as if
+    /// it had arrived alone on this connection, except that an item may
+    /// not be another batch or change the connection's state.
+    fn batch(&self, connection: &mut Connection, body: &[u8], now: u64) -> Reply {
+        let name = extensions::BATCH;
+        let items = match extensions::parse_batch_body(body) {
+            Ok(items) => items,
+            Err(_) => {
+                let reply = extensions::failure(FailureCode::InvalidRequest);
+                return Reply::Ready(self.refuse(connection, None, "malformed", Some(name), reply));
+            }
+        };
+        self.count(connection, None, None);
+        let items = items.into_iter().map(|item| self.batch_item(connection, item, now)).collect();
+        Reply::Work(Work(WorkKind::Batch(Batch { items })))
+    }
+
+    fn batch_item(&self, connection: &mut Connection, item: &[u8], now: u64) -> Reply {
+        match Request::parse(item) {
+            Ok(Request::Extension { name, .. }) if name == extensions::BATCH.as_bytes() || name == extensions::SESSION_BIND.as_bytes() => {
+                let name = std::str::from_utf8(name).ok();
+                let reply = extensions::failure(FailureCode::InvalidRequest);
+                Reply::Ready(self.refuse(connection, None, "not-in-batch", name, reply))
+            }
+            _ => self.handle(connection, item, now),
         }
     }
 
@@ -471,24 +685,8 @@ impl Service {
 
     /// Counts a request and, when `key` is given, attributes it.
     fn count(&self, connection: &Connection, key: Option<&str>, refusal: Option<&str>) {
-        let mut counters = self.inner.counters.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        counters.requests += 1;
-        let uid = counters.per_uid.entry(connection.peer.uid).or_default();
-        uid.requests += 1;
-        if refusal.is_some() {
-            uid.refusals += 1;
-        }
-        if let Some(key) = key {
-            let per_key = counters.per_key.entry(key.to_owned()).or_default();
-            per_key.requests += 1;
-            if refusal.is_some() {
-                per_key.refusals += 1;
-            }
-        }
-        if let Some(reason) = refusal {
-            counters.refusals += 1;
-            *counters.refusals_by_reason.entry(reason.to_owned()).or_default() += 1;
-        }
+        let shard = &self.inner.counters[shard_index()];
+        shard.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).record(connection.peer.uid, key, refusal);
     }
 
     fn refuse(&self, connection: &Connection, key: Option<&str>, reason: &'static str, operation: Option<&str>, reply: Vec<u8>) -> Vec<u8> {
@@ -514,16 +712,16 @@ impl Service {
     }
 
     fn succeeded(&self, peer: &Peer, key: &LoadedKey, operation: &str) -> bool {
-        let connection = Connection::new(peer.clone());
         let mut event = AuditEvent::new("request").peer(peer);
         event.key = Some(key.name());
         event.fingerprint = Some(&key.fingerprint);
         event.operation = Some(operation);
         if !self.inner.audit.record_success(&event) {
-            self.refuse_key(&connection, key, "audit-unavailable", operation, Vec::new());
+            self.refuse_key(&Connection::new(peer.clone()), key, "audit-unavailable", operation, Vec::new());
             return false;
         }
-        self.count(&connection, Some(key.name()), None);
+        let shard = &self.inner.counters[shard_index()];
+        shard.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).record(peer.uid, Some(key.name()), None);
         true
     }
 }

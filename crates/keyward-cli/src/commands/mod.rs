@@ -1,5 +1,6 @@
 //! One function per command; `run` dispatches.
 
+mod bench;
 mod control;
 mod keys;
 mod sign;
@@ -34,6 +35,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Reload => control::simple(&context, AdminRequest::Reload, "configuration reloaded"),
         Command::Status { json } => control::status(&context, json),
         Command::Sign { key, namespace, file } => sign::sign(&context, &key, &namespace, &file),
+        Command::Bench(args) => bench::bench(&context, &args),
     }
 }
 
