@@ -74,7 +74,7 @@ async fn write_frame(stream: &mut UnixStream, body: &[u8]) -> std::io::Result<()
 pub const IN_FLIGHT: usize = 64;
 
 /// How much one read from a client takes at most.
-const READ_CHUNK: usize = 16 * 1024;
+const READ_CHUNK: usize = 8 * 1024;
 
 /// Above this, an input buffer left empty is given back.
 const KEEP_INPUT: usize = 64 * 1024;
@@ -246,8 +246,13 @@ pub async fn serve_agent(mut stream: UnixStream, state: Arc<DaemonState>) {
     let mut chunk = Zeroizing::new(vec![0u8; READ_CHUNK]);
     let mut output = Zeroizing::new(Vec::new());
     let mut pending: VecDeque<Pending> = VecDeque::new();
-    // When the first byte of a frame not yet complete arrived.
+    // When the first byte of a frame not yet complete arrived, and the
+    // timer that closes the connection if the rest takes too long. One
+    // timer per connection, moved when a new frame starts: a client
+    // trickling bytes costs no timer work per byte.
     let mut frame_started: Option<tokio::time::Instant> = None;
+    let deadline = tokio::time::sleep(FRAME_DEADLINE);
+    tokio::pin!(deadline);
     let mut reading = true;
 
     let broken = |connection: &Connection, why: &'static str| {
@@ -274,8 +279,13 @@ pub async fn serve_agent(mut stream: UnixStream, state: Arc<DaemonState>) {
         }
         // The deadline runs only while a frame is incomplete, not while a
         // complete one waits for room.
-        frame_started = match input.peek(MAX_FRAME) {
-            Ok(Frame::Incomplete) if !input.is_empty() => frame_started.or_else(|| Some(tokio::time::Instant::now())),
+        frame_started = match (input.peek(MAX_FRAME), frame_started) {
+            (Ok(Frame::Incomplete), Some(started)) if !input.is_empty() => Some(started),
+            (Ok(Frame::Incomplete), None) if !input.is_empty() => {
+                let started = tokio::time::Instant::now();
+                deadline.as_mut().reset(started + FRAME_DEADLINE);
+                Some(started)
+            }
             _ => None,
         };
 
@@ -307,7 +317,6 @@ pub async fn serve_agent(mut stream: UnixStream, state: Arc<DaemonState>) {
         }
 
         let running = matches!(pending.front(), Some(Pending::Running(_)));
-        let deadline = frame_started.map(|started| started + FRAME_DEADLINE);
         tokio::select! {
             body = oldest(&mut pending), if running => {
                 if let Some(front) = pending.front_mut() {
@@ -327,17 +336,10 @@ pub async fn serve_agent(mut stream: UnixStream, state: Arc<DaemonState>) {
                     }
                 }
             },
-            _ = sleep_until_deadline(deadline), if deadline.is_some() => {
+            () = &mut deadline, if frame_started.is_some() => {
                 return broken(&connection, "frame deadline passed");
             }
         }
-    }
-}
-
-async fn sleep_until_deadline(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }
 
