@@ -725,3 +725,79 @@ impl Service {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Reader, Writer};
+
+    fn service() -> Service {
+        Service::new(Policy::default_for(1000), Vec::new(), Arc::new(NoAudit))
+    }
+
+    fn peer() -> Peer {
+        Peer { uid: 1000, gid: 1000, groups: Vec::new(), pid: None, exe: None }
+    }
+
+    fn extension(name: &str, rest: &[u8]) -> Vec<u8> {
+        let mut body = vec![agent::SSH_AGENTC_EXTENSION];
+        body.put_string(name.as_bytes());
+        body.extend_from_slice(rest);
+        body
+    }
+
+    #[test]
+    fn counters_from_many_threads_add_up() {
+        let service = service();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let service = service.clone();
+                std::thread::spawn(move || {
+                    let mut connection = Connection::new(peer());
+                    for _ in 0..500 {
+                        service.handle(&mut connection, &extension(extensions::STATUS, &[]), 0).into_body();
+                        service.handle(&mut connection, &[200], 0).into_body();
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let counters = service.counters();
+        assert_eq!(counters.requests, 8000);
+        assert_eq!(counters.refusals, 4000);
+        assert_eq!(counters.refusals_by_reason["unknown-message"], 4000);
+        assert_eq!(counters.per_uid[&1000].requests, 8000);
+        assert_eq!(counters.per_uid[&1000].refusals, 4000);
+    }
+
+    #[test]
+    fn batch_items_keep_order_and_their_own_outcomes() {
+        let service = service();
+        let mut connection = Connection::new(peer());
+        let status = extension(extensions::STATUS, &[]);
+        let nested = extension(extensions::BATCH, &extensions::batch_body([status.as_slice()].into_iter()));
+        let items: Vec<&[u8]> = vec![&status, &[200], &nested, &[agent::SSH_AGENTC_REQUEST_IDENTITIES]];
+        let request = extension(extensions::BATCH, &extensions::batch_body(items.into_iter()));
+        let reply = service.handle(&mut connection, &request, 0).into_body();
+
+        let mut reader = Reader::new(&reply);
+        assert_eq!(reader.u8().unwrap(), agent::SSH_AGENT_EXTENSION_RESPONSE);
+        assert_eq!(reader.string().unwrap(), extensions::BATCH.as_bytes());
+        let replies = extensions::parse_batch_reply(reader.rest()).unwrap();
+        assert_eq!(replies.len(), 4);
+        assert_eq!(replies[0], extensions::response(extensions::STATUS, &extensions::status_body(State::Sealed)));
+        assert_eq!(replies[1], agent::failure());
+        assert_eq!(replies[2], extensions::failure(FailureCode::InvalidRequest));
+        assert_eq!(replies[3][0], agent::SSH_AGENT_IDENTITIES_ANSWER);
+    }
+
+    #[test]
+    fn malformed_batch_is_refused_as_invalid() {
+        let service = service();
+        let mut connection = Connection::new(peer());
+        let reply = service.handle(&mut connection, &extension(extensions::BATCH, &[0, 0, 0, 5]), 0).into_body();
+        assert_eq!(reply, extensions::failure(FailureCode::InvalidRequest));
+    }
+}

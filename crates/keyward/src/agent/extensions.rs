@@ -217,3 +217,52 @@ pub fn parse_reply<'a>(name: &str, reply: &'a [u8]) -> Result<Result<&'a [u8], O
         _ => Err(WireError("unexpected reply type")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_body_round_trips() {
+        let items: Vec<&[u8]> = vec![b"first", b"", b"third"];
+        let body = batch_body(items.iter().copied());
+        assert_eq!(parse_batch_body(&body).unwrap(), items);
+    }
+
+    #[test]
+    fn rejects_batch_over_the_item_limit() {
+        let item: &[u8] = &[11];
+        let body = batch_body(std::iter::repeat_n(item, MAX_BATCH_ITEMS + 1));
+        assert!(parse_batch_body(&body).is_err());
+        let body = batch_body(std::iter::repeat_n(item, MAX_BATCH_ITEMS));
+        assert_eq!(parse_batch_body(&body).unwrap().len(), MAX_BATCH_ITEMS);
+    }
+
+    #[test]
+    fn rejects_batch_count_larger_than_its_items() {
+        let mut body = batch_body([&b"one"[..]].into_iter());
+        body[3] = 2;
+        assert!(parse_batch_body(&body).is_err());
+        // A huge count in a tiny body fails before allocating for it.
+        assert!(parse_batch_body(&[0, 0, 0x10, 0]).is_err());
+    }
+
+    #[test]
+    fn rejects_batch_with_trailing_bytes() {
+        let mut body = batch_body([&b"one"[..]].into_iter());
+        body.push(0);
+        assert!(parse_batch_body(&body).is_err());
+    }
+
+    #[test]
+    fn batch_reply_over_the_frame_limit_is_refused() {
+        let big = vec![vec![0u8; 1024]; 256];
+        assert!(batch_response(&big).is_none());
+        let small = vec![vec![14u8; 10]; 3];
+        let reply = batch_response(&small).unwrap();
+        let mut reader = Reader::new(&reply);
+        assert_eq!(reader.u8().unwrap(), SSH_AGENT_EXTENSION_RESPONSE);
+        assert_eq!(reader.string().unwrap(), BATCH.as_bytes());
+        assert_eq!(parse_batch_reply(reader.rest()).unwrap(), small.iter().map(Vec::as_slice).collect::<Vec<_>>());
+    }
+}
