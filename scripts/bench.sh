@@ -107,20 +107,23 @@ done
 
 echo "== Ed25519 pipelining and batches against the in-process ceiling (same crate, one thread per core)"
 CORES=$(nproc)
-measure ed25519-in-process keyward --mode in-process --clients "$CORES"
+measure ed25519-in-process-1 keyward --mode in-process --clients "$CORES"
 measure ed25519-pipeline keyward --socket "$KW" --key-blob-from "$T/ed25519.pub" --mode pipeline --clients 4 --depth 32
 measure ed25519-batch keyward --socket "$KW" --key-blob-from "$T/ed25519.pub" --mode batch --clients 2 --depth 512
+measure ed25519-in-process-2 keyward --mode in-process --clients "$CORES"
 measure ed25519-pipeline ssh-agent --socket "$SA" --key-blob-from "$T/ed25519.pub" --mode pipeline --clients 4 --depth 32
 
 echo "== RSA-3072 sign, 16 clients"
 measure rsa3072-sign-c16 ssh-agent --socket "$SA" --key-blob-from "$T/rsa3072.pub" --clients 16
 measure rsa3072-sign-c16 keyward --socket "$KW" --key-blob-from "$T/rsa3072.pub" --clients 16
 
-echo "== One client sending a 256 KiB frame a byte at a time, 16 others signing"
-measure ed25519-c16-calm keyward --socket "$KW" --key-blob-from "$T/ed25519.pub" --clients 16
-measure ed25519-c16-slow keyward --socket "$KW" --key-blob-from "$T/ed25519.pub" --clients 16 --slow-client
-measure ed25519-c16-calm ssh-agent --socket "$SA" --key-blob-from "$T/ed25519.pub" --clients 16
-measure ed25519-c16-slow ssh-agent --socket "$SA" --key-blob-from "$T/ed25519.pub" --clients 16 --slow-client
+echo "== One client sending a 256 KiB frame a byte at a time, 16 others signing (3 rounds, alternating)"
+for round in 1 2 3; do
+    measure "ed25519-c16-calm-$round" keyward --socket "$KW" --key-blob-from "$T/ed25519.pub" --clients 16
+    measure "ed25519-c16-slow-$round" keyward --socket "$KW" --key-blob-from "$T/ed25519.pub" --clients 16 --slow-client
+done
+measure ed25519-c16-calm-1 ssh-agent --socket "$SA" --key-blob-from "$T/ed25519.pub" --clients 16
+measure ed25519-c16-slow-1 ssh-agent --socket "$SA" --key-blob-from "$T/ed25519.pub" --clients 16 --slow-client
 
 echo "== Resident memory, sealed and unsealed, with the two bench keys"
 rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }

@@ -30,7 +30,9 @@ def report(results):
     kw1, sa1 = get("ed25519-sign-c1", "keyward"), get("ed25519-sign-c1", "ssh-agent")
     ratio_line("Ed25519 1 client, p50 latency x ssh-agent", kw1["p50_us"] / sa1["p50_us"], 0.15, False,
                f"{kw1['p50_us']:.1f} us vs {sa1['p50_us']:.1f} us")
-    ceiling = get("ed25519-in-process", "keyward")
+    # The ceiling is measured before and after the socket runs; the
+    # higher of the two counts, which makes the ratio harder to meet.
+    ceiling = max((get(f"ed25519-in-process-{n}", "keyward") for n in (1, 2)), key=lambda run: run["per_second"])
     for label in ("ed25519-pipeline", "ed25519-batch"):
         run = get(label, "keyward")
         ratio_line(f"{label}, throughput x in-process ceiling", run["per_second"] / ceiling["per_second"], 0.7, True,
@@ -38,11 +40,14 @@ def report(results):
     kwr, sar = get("rsa3072-sign-c16", "keyward"), get("rsa3072-sign-c16", "ssh-agent")
     ratio_line("RSA-3072 16 clients, throughput x ssh-agent", kwr["per_second"] / sar["per_second"], 1.5, True,
                f"{kwr['per_second']:.0f}/s vs {sar['per_second']:.0f}/s")
-    calm, slow = get("ed25519-c16-calm", "keyward"), get("ed25519-c16-slow", "keyward")
-    drop = 1 - slow["per_second"] / calm["per_second"]
-    ratio_line("slow 256 KiB frame: others' throughput drop", drop * 100, 10, False,
-               f"{slow['per_second']:.0f}/s vs {calm['per_second']:.0f}/s, slow client sent {slow.get('slow_client_bytes')} bytes")
-    sa_calm, sa_slow = get("ed25519-c16-calm", "ssh-agent"), get("ed25519-c16-slow", "ssh-agent")
+    # Calm and slow runs alternate; compare their totals.
+    rounds = [n for n in range(1, 10) if get(f"ed25519-c16-calm-{n}", "keyward") and get(f"ed25519-c16-slow-{n}", "keyward")]
+    calm = sum(get(f"ed25519-c16-calm-{n}", "keyward")["per_second"] for n in rounds) / len(rounds)
+    slow = sum(get(f"ed25519-c16-slow-{n}", "keyward")["per_second"] for n in rounds) / len(rounds)
+    sent = sum(get(f"ed25519-c16-slow-{n}", "keyward")["slow_client_bytes"] for n in rounds)
+    ratio_line("slow 256 KiB frame: others' throughput drop %", (1 - slow / calm) * 100, 10, False,
+               f"{slow:.0f}/s vs {calm:.0f}/s (mean of {len(rounds)} alternating rounds), slow client sent {sent} bytes")
+    sa_calm, sa_slow = get("ed25519-c16-calm-1", "ssh-agent"), get("ed25519-c16-slow-1", "ssh-agent")
     if sa_calm and sa_slow:
         print(f"{'  (ssh-agent under the same slow client)':<44} {(1 - sa_slow['per_second'] / sa_calm['per_second']) * 100:8.2f}  %")
     small = get("rss-2-keys", "keyward")

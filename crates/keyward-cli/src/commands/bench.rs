@@ -2,9 +2,10 @@
 //! size a node or compare agents. It works against any ssh-agent socket,
 //! OpenSSH's included; the `batch` mode needs Keyward.
 
-use std::io::{BufReader, Read, Write};
+use std::collections::VecDeque;
+use std::io::Write;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -107,17 +108,6 @@ fn frame(body: &[u8]) -> Vec<u8> {
     agent::frame(body)
 }
 
-fn read_reply(reader: &mut BufReader<UnixStream>, body: &mut Vec<u8>) -> std::io::Result<()> {
-    let mut length = [0u8; 4];
-    reader.read_exact(&mut length)?;
-    let length = u32::from_be_bytes(length) as usize;
-    if length > MAX_FRAME {
-        return Err(std::io::Error::other("reply too long"));
-    }
-    body.resize(length, 0);
-    reader.read_exact(body)
-}
-
 /// Signatures in one reply: 1 for a sign response, the successful items
 /// of a batch reply, else 0.
 fn successes(body: &[u8]) -> (u64, u64) {
@@ -146,59 +136,79 @@ struct ClientResult {
     latencies_ns: Vec<u64>,
 }
 
-fn client(socket: &Path, request: &[u8], depth: usize, start: &Barrier, stop: &AtomicBool) -> std::io::Result<ClientResult> {
-    let stream = UnixStream::connect(socket)?;
-    let mut writer = stream.try_clone()?;
-    let mut reader = BufReader::with_capacity(64 * 1024, stream);
-    let one = frame(request);
+/// Reads one reply frame body from `buffer`, reading more as needed.
+async fn read_reply(stream: &mut tokio::net::UnixStream, buffer: &mut Vec<u8>, body: &mut Vec<u8>) -> std::io::Result<()> {
+    use tokio::io::AsyncReadExt;
+    loop {
+        if has_complete_frame(buffer) {
+            let length = u32::from_be_bytes([buffer[0], buffer[1], buffer[2], buffer[3]]) as usize;
+            body.clear();
+            body.extend_from_slice(&buffer[4..4 + length]);
+            buffer.drain(..4 + length);
+            return Ok(());
+        }
+        if buffer.len() >= 4 && u32::from_be_bytes([buffer[0], buffer[1], buffer[2], buffer[3]]) as usize > MAX_FRAME {
+            return Err(std::io::Error::other("reply too long"));
+        }
+        buffer.reserve(64 * 1024);
+        if stream.read_buf(buffer).await? == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the agent closed the connection"));
+        }
+    }
+}
+
+/// One connection keeping `depth` requests in flight until `stop`. All
+/// clients are tasks on one thread, so the generator takes as little CPU
+/// from the agent under test as it can.
+async fn client(socket: PathBuf, request: Arc<Vec<u8>>, depth: usize, start: Arc<tokio::sync::Barrier>, stop: Arc<AtomicBool>) -> std::io::Result<ClientResult> {
+    use tokio::io::AsyncWriteExt;
+    let connected = tokio::net::UnixStream::connect(&socket).await;
+    // Reach the start line even when the connection failed, so the
+    // others are not left waiting.
+    start.wait().await;
+    let mut stream = connected?;
+    let one = frame(&request);
     let mut result = ClientResult { operations: 0, failures: 0, latencies_ns: Vec::with_capacity(1 << 16) };
-    let mut sent: std::collections::VecDeque<Instant> = std::collections::VecDeque::with_capacity(depth);
+    let mut sent: VecDeque<Instant> = VecDeque::with_capacity(depth);
+    let mut buffer = Vec::with_capacity(64 * 1024);
     let mut body = Vec::new();
     let mut burst = Vec::with_capacity(one.len() * depth);
-    start.wait();
 
-    let send = |count: usize, writer: &mut UnixStream, burst: &mut Vec<u8>, sent: &mut std::collections::VecDeque<Instant>| {
+    let mut to_send = depth;
+    loop {
         burst.clear();
-        for _ in 0..count {
+        for _ in 0..to_send {
             burst.extend_from_slice(&one);
         }
         let now = Instant::now();
-        for _ in 0..count {
-            sent.push_back(now);
-        }
-        writer.write_all(burst)
-    };
-    send(depth, &mut writer, &mut burst, &mut sent)?;
-    loop {
-        read_reply(&mut reader, &mut body)?;
-        let mut answered = 1;
-        let (good, bad) = successes(&body);
-        result.operations += good;
-        result.failures += bad;
+        sent.extend(std::iter::repeat_n(now, to_send));
+        stream.write_all(&burst).await?;
+
+        read_reply(&mut stream, &mut buffer, &mut body).await?;
         let done = Instant::now();
-        if let Some(at) = sent.pop_front() {
-            result.latencies_ns.push((done - at).as_nanos() as u64);
-        }
-        // Take every reply already received before writing again, so one
-        // write refills the window.
-        while has_complete_frame(reader.buffer()) {
-            read_reply(&mut reader, &mut body)?;
+        to_send = 0;
+        loop {
             let (good, bad) = successes(&body);
             result.operations += good;
             result.failures += bad;
             if let Some(at) = sent.pop_front() {
                 result.latencies_ns.push((done - at).as_nanos() as u64);
             }
-            answered += 1;
+            to_send += 1;
+            // Take every reply already received before writing again, so
+            // one write refills the window.
+            if !has_complete_frame(&buffer) {
+                break;
+            }
+            read_reply(&mut stream, &mut buffer, &mut body).await?;
         }
         if stop.load(Ordering::Relaxed) {
             // Drain what is still in flight, uncounted.
             while sent.pop_front().is_some() {
-                read_reply(&mut reader, &mut body)?;
+                read_reply(&mut stream, &mut buffer, &mut body).await?;
             }
             return Ok(result);
         }
-        send(answered, &mut writer, &mut burst, &mut sent)?;
     }
 }
 
@@ -253,7 +263,6 @@ fn over_socket(args: &BenchArgs) -> Result<Outcome> {
         BenchMode::InProcess => unreachable!("handled by in_process"),
     };
     let clients = args.clients.max(1);
-    let start = Arc::new(Barrier::new(clients + 1));
     let stop = Arc::new(AtomicBool::new(false));
     let slow_sent = Arc::new(AtomicU64::new(0));
     let request = Arc::new(request);
@@ -263,29 +272,32 @@ fn over_socket(args: &BenchArgs) -> Result<Outcome> {
         let interval = Duration::from_micros(args.slow_interval_us);
         std::thread::spawn(move || slow_client(&socket, interval, &stop, &sent))
     });
-    let threads: Vec<_> = (0..clients)
-        .map(|_| {
-            let (socket, request, start, stop) = (socket.clone(), request.clone(), start.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let outcome = client(&socket, &request, depth, &start, &stop);
-                if outcome.is_err() {
-                    // Let the others start even if this client never did.
-                    stop.store(true, Ordering::Relaxed);
-                }
-                outcome
-            })
-        })
-        .collect();
-    start.wait();
-    let began = Instant::now();
-    std::thread::sleep(Duration::from_secs_f64(args.seconds));
-    stop.store(true, Ordering::Relaxed);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| CliError::failed(format!("cannot start the runtime: {error}")))?;
+    let seconds = args.seconds;
+    let (results, began) = runtime.block_on(async {
+        let start = Arc::new(tokio::sync::Barrier::new(clients + 1));
+        let tasks: Vec<_> = (0..clients)
+            .map(|_| tokio::spawn(client(socket.clone(), request.clone(), depth, start.clone(), stop.clone())))
+            .collect();
+        start.wait().await;
+        let began = Instant::now();
+        tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut results = Vec::with_capacity(clients);
+        for task in tasks {
+            results.push(task.await.unwrap_or_else(|_| Err(std::io::Error::other("a client task panicked"))));
+        }
+        (results, began)
+    });
     let mut operations = 0;
     let mut failures = 0;
     let mut latencies = Vec::new();
     let mut errors = Vec::new();
-    for thread in threads {
-        match thread.join().expect("a client thread panicked") {
+    for result in results {
+        match result {
             Ok(result) => {
                 operations += result.operations;
                 failures += result.failures;
