@@ -60,7 +60,7 @@ wait_for_socket() {
 # KEYWARD_PID. Unseals at start.
 start_keyward() {
     local line
-    line=$("$K" --keystore "$1" --socket-dir "$2" daemon --passphrase-fd 3 3<"$T/pw" 2>&1 | head -1)
+    line=$("$K" --keystore "$1" --socket-dir "$2" daemon --passphrase-fd 3 3<"$T/pw" 2>&1)
     KEYWARD_PID=$(echo "$line" | sed -n 's/.*(pid \([0-9]*\)).*/\1/p')
     [ -n "$KEYWARD_PID" ] || { echo "bench.sh: the daemon did not start: $line" >&2; exit 1; }
 }
@@ -80,9 +80,9 @@ AGENT_PID=$!
 wait_for_socket "$T/ssh-agent.sock"
 SSH_AUTH_SOCK="$T/ssh-agent.sock" ssh-add -q "$T/ed25519" "$T/rsa3072"
 
-"$K" --keystore "$T/ks" init --passphrase-fd 3 3<"$T/pw" >/dev/null
-"$K" --keystore "$T/ks" import --format openssh --name ed --passphrase-fd 3 3<"$T/pw" "$T/ed25519" >/dev/null
-"$K" --keystore "$T/ks" import --format openssh --name rsa --passphrase-fd 3 3<"$T/pw" "$T/rsa3072" >/dev/null
+"$K" --keystore "$T/ks" --socket-dir "$T/s" init --passphrase-fd 3 3<"$T/pw" >/dev/null
+"$K" --keystore "$T/ks" --socket-dir "$T/s" import --format openssh --name ed --passphrase-fd 3 3<"$T/pw" "$T/ed25519" >/dev/null
+"$K" --keystore "$T/ks" --socket-dir "$T/s" import --format openssh --name rsa --passphrase-fd 3 3<"$T/pw" "$T/rsa3072" >/dev/null
 start_keyward "$T/ks" "$T/s"
 
 SA=$T/ssh-agent.sock
@@ -131,8 +131,8 @@ echo "{\"label\":\"rss-2-keys\",\"agent\":\"keyward\",\"result\":{\"rss_kib\":$(
 stop_keyward
 
 echo "== $MANY_KEYS Ed25519 keys: start plus unseal time and resident memory"
-"$K" --keystore "$T/many" init --passphrase-fd 3 3<"$T/pw" >/dev/null
-"$K" --keystore "$T/many" bench --populate "$MANY_KEYS" --passphrase-fd 3 3<"$T/pw" >/dev/null
+"$K" --keystore "$T/many" --socket-dir "$T/s-many" init --passphrase-fd 3 3<"$T/pw" >/dev/null
+"$K" --keystore "$T/many" --socket-dir "$T/s-many" bench --populate "$MANY_KEYS" --passphrase-fd 3 3<"$T/pw" >/dev/null
 began=$(date +%s.%N)
 start_keyward "$T/many" "$T/s-many"
 ended=$(date +%s.%N)

@@ -145,7 +145,7 @@ fn answers_pipelined_requests_in_order() {
 }
 
 #[test]
-fn more_requests_than_the_in_flight_cap_are_all_answered_in_order() {
+fn answers_past_in_flight_cap_in_order() {
     let (env, _daemon) = Env::running(&[("ed25519", "ed")]);
     let blob = public_blob(&env, "ed");
     let mut stream = connect(&env);
@@ -169,7 +169,7 @@ fn more_requests_than_the_in_flight_cap_are_all_answered_in_order() {
 }
 
 #[test]
-fn batch_answers_each_item_in_order_and_a_refusal_leaves_the_others_intact() {
+fn batch_refusal_leaves_others_intact() {
     let (env, _daemon) = Env::running(&[("ed25519", "ed")]);
     let blob = public_blob(&env, "ed");
     let mut unknown = blob.clone();
@@ -212,7 +212,7 @@ fn batch_answers_each_item_in_order_and_a_refusal_leaves_the_others_intact() {
 }
 
 #[test]
-fn batch_over_the_item_limit_fails_without_harm() {
+fn rejects_batch_over_item_limit() {
     let (env, _daemon) = Env::running(&[("ed25519", "ed")]);
     let blob = public_blob(&env, "ed");
     let mut stream = connect(&env);
@@ -240,7 +240,7 @@ fn batch_over_the_item_limit_fails_without_harm() {
 }
 
 #[test]
-fn batch_at_the_item_limit_is_answered() {
+fn answers_batch_at_item_limit() {
     let (env, _daemon) = Env::running(&[("ed25519", "ed")]);
     let blob = public_blob(&env, "ed");
     let mut stream = connect(&env);
