@@ -81,7 +81,7 @@ impl Work {
         }
     }
 
-    /// The cost of the work; a batch counts as heavy.
+    /// Returns the cost of the work. A batch counts as heavy.
     pub fn cost(&self) -> Cost {
         match &self.0 {
             WorkKind::One { cost, .. } => *cost,
@@ -90,7 +90,7 @@ impl Work {
     }
 }
 
-/// What a [`Work`] is made of.
+/// The parts of a [`Work`].
 pub enum Job {
     /// One operation.
     One(OneWork),
@@ -122,8 +122,8 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// The items, in request order. Run them anywhere, then pass their
-    /// reply bodies, in the same order, to [`Batch::finish`].
+    /// Returns the items in request order. Run them anywhere, then pass
+    /// their reply bodies, in the same order, to [`Batch::finish`].
     pub fn into_items(self) -> Vec<Reply> {
         self.items
     }
@@ -332,7 +332,7 @@ impl Counters {
         per_uid.requests += 1;
         per_uid.refusals += refused;
         if let Some(key) = key {
-            // Allocate the name only the first time this shard sees it.
+            // Allocate the name only on this shard's first count for the key.
             let per_key = match self.per_key.get_mut(key) {
                 Some(per_key) => per_key,
                 None => self.per_key.entry(key.to_owned()).or_default(),
@@ -352,8 +352,8 @@ impl Counters {
     }
 }
 
-/// How many counter shards there are; a power of two above the core
-/// counts this daemon expects to meet.
+/// The number of counter shards, more than the cores a daemon usually
+/// runs on.
 const COUNTER_SHARDS: usize = 16;
 
 /// One shard on its own cache lines, so shards do not slow each other.
@@ -361,7 +361,8 @@ const COUNTER_SHARDS: usize = 16;
 #[derive(Default)]
 struct CounterShard(Mutex<Counters>);
 
-/// Which shard the current thread counts in: threads take shards in turn.
+/// Returns the shard the current thread counts in. Threads take shards in
+/// turn.
 fn shard_index() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
@@ -441,7 +442,7 @@ impl Service {
         self.inner.keys.load_full()
     }
 
-    /// A snapshot of the counters, all shards added up.
+    /// Returns a snapshot of the counters, all shards added up.
     pub fn counters(&self) -> Counters {
         let mut total = Counters::default();
         for shard in self.inner.counters.iter() {
@@ -773,7 +774,7 @@ mod tests {
     }
 
     #[test]
-    fn batch_items_keep_order_and_their_own_outcomes() {
+    fn batch_items_keep_order() {
         let service = service();
         let mut connection = Connection::new(peer());
         let status = extension(extensions::STATUS, &[]);
@@ -794,7 +795,7 @@ mod tests {
     }
 
     #[test]
-    fn malformed_batch_is_refused_as_invalid() {
+    fn rejects_malformed_batch() {
         let service = service();
         let mut connection = Connection::new(peer());
         let reply = service.handle(&mut connection, &extension(extensions::BATCH, &[0, 0, 0, 5]), 0).into_body();

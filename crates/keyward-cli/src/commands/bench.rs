@@ -22,7 +22,7 @@ use crate::cli::{BenchArgs, BenchMode};
 use crate::context::{self, Context};
 use crate::error::{CliError, ExitCode, Result};
 
-/// What the generator signs: 64 bytes, the size of a SHA-512 exchange hash.
+/// The data every request signs: 64 bytes, the size of a SHA-512 exchange hash.
 const SIGNED_DATA: [u8; 64] = [0x5a; 64];
 
 /// Results of one run.
@@ -81,7 +81,7 @@ fn key_blob(path: &Path) -> Result<Vec<u8>> {
     let field = text.split_whitespace().nth(1).ok_or_else(|| CliError::failed(format!("{} is not an OpenSSH public-key line", path.display())))?;
     base64::engine::general_purpose::STANDARD
         .decode(field)
-        .map_err(|_| CliError::failed(format!("{} holds invalid base64", path.display())))
+        .map_err(|_| CliError::failed(format!("{} contains invalid base64 in its key field", path.display())))
 }
 
 fn sign_request(blob: &[u8]) -> Vec<u8> {
@@ -157,7 +157,7 @@ async fn read_reply(stream: &mut tokio::net::UnixStream, buffer: &mut Vec<u8>, b
     }
 }
 
-/// One connection keeping `depth` requests in flight until `stop`. All
+/// Keeps `depth` requests in flight on one connection until `stop`. All
 /// clients are tasks on one thread, so the generator takes as little CPU
 /// from the agent under test as it can.
 async fn client(socket: PathBuf, request: Arc<Vec<u8>>, depth: usize, start: Arc<tokio::sync::Barrier>, stop: Arc<AtomicBool>) -> std::io::Result<ClientResult> {
@@ -329,8 +329,8 @@ fn over_socket(args: &BenchArgs) -> Result<Outcome> {
     })
 }
 
-/// The ceiling: Ed25519 signatures made in this process with the same
-/// code the daemon runs, on `--clients` threads.
+/// Measures the ceiling: Ed25519 signatures made in this process with the
+/// same code the daemon runs, on `--clients` threads.
 fn in_process(args: &BenchArgs) -> Result<Outcome> {
     super::keys::harden()?;
     let generated = generate::generate(KeyType::Ed25519).map_err(|error| CliError::failed(error.to_string()))?;

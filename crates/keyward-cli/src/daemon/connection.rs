@@ -139,7 +139,7 @@ impl Input {
         Ok(Frame::Complete(length))
     }
 
-    /// Whether another complete frame follows the next one.
+    /// Returns whether another complete frame follows the next one.
     fn has_second_frame(&self, first: usize) -> bool {
         let rest = &self.pending()[4 + first..];
         match rest.get(..4) {
@@ -161,17 +161,17 @@ impl Input {
     }
 }
 
-/// A request being answered, in the order the requests arrived.
+/// A request in progress. The queue of them keeps arrival order.
 enum Pending {
     Ready(Vec<u8>),
     Running(JoinHandle<Vec<u8>>),
 }
 
 /// Starts the work of a reply. Light work runs right here when the client
-/// is waiting for this answer (nothing else is queued behind it), which
-/// saves handing it to another thread; with more requests queued it goes
-/// to the runtime's workers so several cores serve one connection. Heavy
-/// work and batches never hold up this task.
+/// waits for this reply with nothing queued behind it, because handing it
+/// to another thread would cost more than it saves. With more requests
+/// queued it goes to the runtime's workers, so several cores serve one
+/// connection. Heavy work and batches never hold up this task.
 fn start(reply: Reply, more_queued: bool) -> Pending {
     let work = match reply {
         Reply::Ready(body) => return Pending::Ready(body),
@@ -193,9 +193,9 @@ async fn run_batch(batch: Batch) -> Vec<u8> {
     let items = batch.into_items();
     let count = items.len();
     let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
-    // Two groups per core at least, so a core that finishes early takes
-    // over work; at most 64 items a group, so other connections get the
-    // cores in between.
+    // Make two groups per core at least, so a core that finishes early
+    // takes over work. Keep at most 64 items in a group, so other
+    // connections get the cores in between.
     let group_size = count.div_ceil(cores * 2).clamp(1, 64);
     let mut items = items.into_iter();
     let mut groups = Vec::with_capacity(count.div_ceil(group_size));
@@ -231,8 +231,8 @@ async fn oldest(pending: &mut VecDeque<Pending>) -> Vec<u8> {
 /// Requests may be written back to back (pipelined). Parsing and policy
 /// run here one request at a time in arrival order, so a request that
 /// changes the connection's state (`session-bind@openssh.com`) applies to
-/// every later one; the private-key work of up to [`IN_FLIGHT`] requests
-/// runs concurrently; replies go out in request order.
+/// every later one. The private-key work of up to [`IN_FLIGHT`] requests
+/// runs concurrently, and replies go out in request order.
 pub async fn serve_agent(mut stream: UnixStream, state: Arc<DaemonState>) {
     let peer = match peer_of(&stream) {
         Ok(peer) => peer,
