@@ -264,3 +264,33 @@ fn answers_batch_at_item_limit() {
         }
     }
 }
+
+#[test]
+fn answers_frame_sent_byte_by_byte() {
+    let (env, _daemon) = Env::running(&[("ed25519", "ed")]);
+    let blob = public_blob(&env, "ed");
+    let mut stream = connect(&env);
+    let wire = [frame(&sign_request(&blob, b"one byte at a time")), frame(&[REQUEST_IDENTITIES])].concat();
+    for byte in &wire {
+        stream.write_all(std::slice::from_ref(byte)).unwrap();
+    }
+    assert_signs(&read_reply(&mut stream), &blob, b"one byte at a time");
+    assert_eq!(read_reply(&mut stream)[0], IDENTITIES_ANSWER);
+}
+
+#[test]
+fn closes_connection_on_oversized_frame() {
+    let (env, _daemon) = Env::running(&[("ed25519", "ed")]);
+    let blob = public_blob(&env, "ed");
+    let mut stream = connect(&env);
+    // A valid request first: it is still answered before the connection
+    // closes on the frame that follows it.
+    let mut wire = frame(&sign_request(&blob, b"before"));
+    wire.extend_from_slice(&(256 * 1024 + 1u32).to_be_bytes());
+    wire.push(SIGN_REQUEST);
+    stream.write_all(&wire).unwrap();
+    assert_signs(&read_reply(&mut stream), &blob, b"before");
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).expect("the daemon closes the connection");
+    assert!(rest.is_empty(), "no reply to an oversized frame");
+}

@@ -254,6 +254,8 @@ pub async fn serve_agent(mut stream: UnixStream, state: Arc<DaemonState>) {
     let deadline = tokio::time::sleep(FRAME_DEADLINE);
     tokio::pin!(deadline);
     let mut reading = true;
+    // Why the connection closes once the pending requests are answered.
+    let mut closing: Option<&'static str> = None;
 
     let broken = |connection: &Connection, why: &'static str| {
         let mut event = AuditEvent::new("connection-closed").peer(&connection.peer);
@@ -263,11 +265,16 @@ pub async fn serve_agent(mut stream: UnixStream, state: Arc<DaemonState>) {
 
     loop {
         // Handle every complete frame there is room for, in order.
-        while pending.len() < IN_FLIGHT {
+        while closing.is_none() && pending.len() < IN_FLIGHT {
             let length = match input.peek(MAX_FRAME) {
                 Ok(Frame::Complete(length)) => length,
                 Ok(Frame::Incomplete) => break,
-                Err(why) => return broken(&connection, why),
+                Err(why) => {
+                    // Answer the requests before the bad frame, then close.
+                    closing = Some(why);
+                    reading = false;
+                    break;
+                }
             };
             let more_queued = input.has_second_frame(length) || !pending.is_empty();
             // An empty frame has no message type; it gets FAILURE like
@@ -280,6 +287,7 @@ pub async fn serve_agent(mut stream: UnixStream, state: Arc<DaemonState>) {
         // The deadline runs only while a frame is incomplete, not while a
         // complete one waits for room.
         frame_started = match (input.peek(MAX_FRAME), frame_started) {
+            _ if closing.is_some() => None,
             (Ok(Frame::Incomplete), Some(started)) if !input.is_empty() => Some(started),
             (Ok(Frame::Incomplete), None) if !input.is_empty() => {
                 let started = tokio::time::Instant::now();
@@ -309,8 +317,16 @@ pub async fn serve_agent(mut stream: UnixStream, state: Arc<DaemonState>) {
                 return;
             }
         }
+        // Replies sent above made room: handle the frames that waited for
+        // it before waiting for anything, since the client may have sent
+        // everything already.
+        if closing.is_none() && pending.len() < IN_FLIGHT && matches!(input.peek(MAX_FRAME), Ok(Frame::Complete(_))) {
+            continue;
+        }
         if !reading && pending.is_empty() {
-            if !input.is_empty() {
+            if let Some(why) = closing {
+                broken(&connection, why);
+            } else if !input.is_empty() {
                 broken(&connection, "truncated frame");
             }
             return;
