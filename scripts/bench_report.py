@@ -47,6 +47,11 @@ def report(results):
     sent = sum(get(f"ed25519-c16-slow-{n}", "keyward")["slow_client_bytes"] for n in rounds)
     ratio_line("slow 256 KiB frame: others' throughput drop %", (1 - slow / calm) * 100, 10, False,
                f"{slow:.0f}/s vs {calm:.0f}/s (mean of {len(rounds)} alternating rounds), slow client sent {sent} bytes")
+    elsewhere_rounds = [n for n in rounds if get(f"ed25519-c16-elsewhere-{n}", "keyward")]
+    if elsewhere_rounds:
+        elsewhere = sum(get(f"ed25519-c16-elsewhere-{n}", "keyward")["per_second"] for n in elsewhere_rounds) / len(elsewhere_rounds)
+        print(f"{'  control: slow client aimed at ssh-agent %':<44} {(1 - elsewhere / calm) * 100:8.2f}  "
+              f"{elsewhere:.0f}/s: what the slow client costs this machine without Keyward serving it")
     sa_calm, sa_slow = get("ed25519-c16-calm-1", "ssh-agent"), get("ed25519-c16-slow-1", "ssh-agent")
     if sa_calm and sa_slow:
         print(f"{'  (ssh-agent under the same slow client)':<44} {(1 - sa_slow['per_second'] / sa_calm['per_second']) * 100:8.2f}  %")

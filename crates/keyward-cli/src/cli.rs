@@ -174,6 +174,9 @@ pub struct BenchArgs {
     /// Add one more connection that sends a maximal frame a byte at a time, reconnecting when closed
     #[arg(long)]
     pub slow_client: bool,
+    /// Socket the slow client connects to [default: --socket]; another agent's socket measures what the slow client costs the machine alone
+    #[arg(long, value_name = "PATH")]
+    pub slow_socket: Option<PathBuf>,
     /// Pause between the slow client's bytes, in microseconds
     #[arg(long, default_value_t = 100)]
     pub slow_interval_us: u64,

@@ -268,7 +268,8 @@ fn over_socket(args: &BenchArgs) -> Result<Outcome> {
     let request = Arc::new(request);
 
     let slow = args.slow_client.then(|| {
-        let (socket, stop, sent) = (socket.clone(), stop.clone(), slow_sent.clone());
+        let socket = args.slow_socket.clone().unwrap_or_else(|| socket.clone());
+        let (stop, sent) = (stop.clone(), slow_sent.clone());
         let interval = Duration::from_micros(args.slow_interval_us);
         std::thread::spawn(move || slow_client(&socket, interval, &stop, &sent))
     });
