@@ -159,6 +159,8 @@ pub enum Command {
     /// Mixmaster Type II remailer support
     #[command(subcommand)]
     Mixmaster(MixmasterCommand),
+    /// Measure signing throughput and latency over an ssh-agent socket (any agent; batch mode needs Keyward)
+    Bench(BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -169,6 +171,54 @@ pub enum MixmasterCommand {
         #[arg(default_value = "-")]
         file: PathBuf,
     },
+}
+
+
+#[derive(Args, Clone, Debug)]
+pub struct BenchArgs {
+    /// The agent socket to load [default: none; required except for in-process and --populate]
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Concurrent connections (threads for in-process)
+    #[arg(long, default_value_t = 1)]
+    pub clients: usize,
+    /// How long to run
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// OpenSSH public-key file of the key to sign with
+    #[arg(long, value_name = "FILE")]
+    pub key_blob_from: Option<PathBuf>,
+    /// sign: one request at a time; pipeline: DEPTH requests in flight per connection; batch: DEPTH signatures per batch@keyward request; in-process: sign without a daemon (the ceiling)
+    #[arg(long, value_enum, default_value_t = BenchMode::Sign)]
+    pub mode: BenchMode,
+    /// Requests in flight per connection (pipeline) or items per batch (batch)
+    #[arg(long, default_value_t = 16)]
+    pub depth: usize,
+    /// Add one more connection that sends a maximal frame a byte at a time, reconnecting when closed
+    #[arg(long)]
+    pub slow_client: bool,
+    /// Socket the slow client connects to [default: --socket]; another agent's socket measures what the slow client costs the machine alone
+    #[arg(long, value_name = "PATH")]
+    pub slow_socket: Option<PathBuf>,
+    /// Pause between the slow client's bytes, in microseconds
+    #[arg(long, default_value_t = 100)]
+    pub slow_interval_us: u64,
+    /// Print one JSON object
+    #[arg(long)]
+    pub json: bool,
+    /// Instead of measuring: add N generated Ed25519 keys to the keystore (offline), to measure a daemon with many keys
+    #[arg(long, value_name = "N")]
+    pub populate: Option<usize>,
+    #[command(flatten)]
+    pub passphrase: PassphraseSource,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BenchMode {
+    Sign,
+    Pipeline,
+    Batch,
+    InProcess,
 }
 
 #[derive(Args, Clone, Debug)]

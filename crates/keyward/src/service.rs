@@ -7,6 +7,7 @@
 //! keeping replies in request order.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,12 +42,103 @@ impl Connection {
     }
 }
 
+/// How much CPU one piece of work takes, so the caller can choose where to
+/// run it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cost {
+    /// Tens of microseconds (Ed25519, X25519): cheaper to run on the
+    /// current thread than to hand to another one.
+    Light,
+    /// Hundreds of microseconds or more (RSA, ECDSA): run where it cannot
+    /// delay the I/O of other connections.
+    Heavy,
+}
+
 /// Private-key work to run off the connection's thread.
-pub struct Work(Box<dyn FnOnce() -> Vec<u8> + Send>);
+pub struct Work(WorkKind);
+
+enum WorkKind {
+    One { cost: Cost, run: Box<dyn FnOnce() -> Vec<u8> + Send> },
+    Batch(Batch),
+}
 
 impl Work {
+    fn one(cost: Cost, run: impl FnOnce() -> Vec<u8> + Send + 'static) -> Work {
+        Work(WorkKind::One { cost, run: Box::new(run) })
+    }
+
+    /// Runs the work on this thread (a batch's items one after another)
+    /// and returns the reply body.
     pub fn run(self) -> Vec<u8> {
-        (self.0)()
+        match self.into_job() {
+            Job::One(one) => one.run(),
+            Job::Batch(batch) => {
+                let bodies = batch.items.into_iter().map(Reply::into_body).collect();
+                Batch::finish(bodies)
+            }
+        }
+    }
+
+    /// Splits the work so the caller can run a batch's items in parallel.
+    pub fn into_job(self) -> Job {
+        match self.0 {
+            WorkKind::One { cost, run } => Job::One(OneWork { cost, run }),
+            WorkKind::Batch(batch) => Job::Batch(batch),
+        }
+    }
+
+    /// Returns the cost of the work. A batch counts as heavy.
+    pub fn cost(&self) -> Cost {
+        match &self.0 {
+            WorkKind::One { cost, .. } => *cost,
+            WorkKind::Batch(_) => Cost::Heavy,
+        }
+    }
+}
+
+/// The parts of a [`Work`].
+pub enum Job {
+    /// One operation.
+    One(OneWork),
+    /// A `batch@keyward` request: independent items whose replies are
+    /// joined in order by [`Batch::finish`].
+    Batch(Batch),
+}
+
+/// One private-key operation.
+pub struct OneWork {
+    cost: Cost,
+    run: Box<dyn FnOnce() -> Vec<u8> + Send>,
+}
+
+impl OneWork {
+    pub fn cost(&self) -> Cost {
+        self.cost
+    }
+
+    pub fn run(self) -> Vec<u8> {
+        (self.run)()
+    }
+}
+
+/// The items of a batch, each already past parsing and policy: a ready
+/// reply (a refusal, say) or one operation.
+pub struct Batch {
+    items: Vec<Reply>,
+}
+
+impl Batch {
+    /// Returns the items in request order. Run them anywhere, then pass
+    /// their reply bodies, in the same order, to [`Batch::finish`].
+    pub fn into_items(self) -> Vec<Reply> {
+        self.items
+    }
+
+    /// Encodes the batch reply from the items' reply bodies, in order. A
+    /// reply too long for one frame becomes an invalid-request failure.
+    pub fn finish(bodies: Vec<Vec<u8>>) -> Vec<u8> {
+        extensions::batch_response(&bodies)
+            .unwrap_or_else(|| extensions::failure(FailureCode::InvalidRequest))
     }
 }
 
@@ -199,6 +291,9 @@ impl KeySet {
 }
 
 /// Request and refusal counters, by reason, key and uid.
+///
+/// The service keeps several of these, one per shard, so threads counting
+/// at the same time rarely share a lock; [`Service::counters`] adds them up.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Counters {
     pub requests: u64,
@@ -214,6 +309,74 @@ pub struct KeyCounters {
     pub refusals: u64,
 }
 
+impl KeyCounters {
+    fn add(&mut self, other: &KeyCounters) {
+        self.requests += other.requests;
+        self.refusals += other.refusals;
+    }
+}
+
+impl Counters {
+    fn add(&mut self, other: &Counters) {
+        self.requests += other.requests;
+        self.refusals += other.refusals;
+        for (reason, count) in &other.refusals_by_reason {
+            *self.refusals_by_reason.entry(reason.clone()).or_default() += count;
+        }
+        for (key, counters) in &other.per_key {
+            self.per_key.entry(key.clone()).or_default().add(counters);
+        }
+        for (uid, counters) in &other.per_uid {
+            self.per_uid.entry(*uid).or_default().add(counters);
+        }
+    }
+
+    fn record(&mut self, uid: u32, key: Option<&str>, refusal: Option<&str>) {
+        self.requests += 1;
+        let refused = u64::from(refusal.is_some());
+        let per_uid = self.per_uid.entry(uid).or_default();
+        per_uid.requests += 1;
+        per_uid.refusals += refused;
+        if let Some(key) = key {
+            // Allocate the name only on this shard's first count for the key.
+            let per_key = match self.per_key.get_mut(key) {
+                Some(per_key) => per_key,
+                None => self.per_key.entry(key.to_owned()).or_default(),
+            };
+            per_key.requests += 1;
+            per_key.refusals += refused;
+        }
+        if let Some(reason) = refusal {
+            self.refusals += 1;
+            match self.refusals_by_reason.get_mut(reason) {
+                Some(count) => *count += 1,
+                None => {
+                    self.refusals_by_reason.insert(reason.to_owned(), 1);
+                }
+            }
+        }
+    }
+}
+
+/// The number of counter shards, more than the cores a daemon usually
+/// runs on.
+const COUNTER_SHARDS: usize = 16;
+
+/// One shard on its own cache lines, so shards do not slow each other.
+#[repr(align(128))]
+#[derive(Default)]
+struct CounterShard(Mutex<Counters>);
+
+/// Returns the shard the current thread counts in. Threads take shards in
+/// turn.
+fn shard_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % COUNTER_SHARDS;
+    }
+    SHARD.with(|shard| *shard)
+}
+
 /// The service: public view, unsealed keys, policy, counters.
 #[derive(Clone)]
 pub struct Service {
@@ -224,10 +387,13 @@ struct Inner {
     public: ArcSwap<Vec<PublicKeyInfo>>,
     keys: ArcSwapOption<KeySet>,
     policy: ArcSwap<Policy>,
-    counters: Mutex<Counters>,
+    counters: Box<[CounterShard]>,
     audit: Arc<dyn AuditSink>,
-    /// The last time a request arrived, for idle sealing.
-    last_request: Mutex<Instant>,
+    /// When the service was created; `last_request` counts from here.
+    created: Instant,
+    /// The last time a request arrived, in milliseconds since `created`,
+    /// for idle sealing.
+    last_request: AtomicU64,
     /// When the keys were unsealed (seconds since the epoch), for per-key
     /// lifetimes.
     unsealed_at: std::sync::atomic::AtomicU64,
@@ -238,6 +404,7 @@ const EXTENSIONS: &[&str] = &[
     extensions::QUERY,
     extensions::STATUS,
     extensions::LIST,
+    extensions::BATCH,
     crate::mixmaster::EXTENSION,
     crate::agent::x25519::UNWRAP,
     crate::agent::x25519::AGREE,
@@ -256,9 +423,10 @@ impl Service {
                 public: ArcSwap::from_pointee(public),
                 keys: ArcSwapOption::empty(),
                 policy: ArcSwap::from_pointee(policy),
-                counters: Mutex::new(Counters::default()),
+                counters: (0..COUNTER_SHARDS).map(|_| CounterShard::default()).collect(),
                 audit,
-                last_request: Mutex::new(Instant::now()),
+                created: Instant::now(),
+                last_request: AtomicU64::new(0),
                 unsealed_at: std::sync::atomic::AtomicU64::new(0),
             }),
         }
@@ -292,8 +460,13 @@ impl Service {
         self.inner.keys.load_full()
     }
 
+    /// Returns a snapshot of the counters, all shards added up.
     pub fn counters(&self) -> Counters {
-        self.inner.counters.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        let mut total = Counters::default();
+        for shard in self.inner.counters.iter() {
+            total.add(&shard.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        }
+        total
     }
 
     pub fn audit(&self) -> &Arc<dyn AuditSink> {
@@ -302,7 +475,17 @@ impl Service {
 
     /// The time since the last request on the service socket.
     pub fn idle_for(&self) -> Duration {
-        self.inner.last_request.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).elapsed()
+        let last = Duration::from_millis(self.inner.last_request.load(Ordering::Relaxed));
+        self.inner.created.elapsed().saturating_sub(last)
+    }
+
+    /// Notes that a request arrived. Writes the shared word at most once
+    /// a millisecond, so cores serving requests do not fight over it.
+    fn touch(&self) {
+        let now = self.inner.created.elapsed().as_millis() as u64;
+        if self.inner.last_request.load(Ordering::Relaxed) < now {
+            self.inner.last_request.store(now, Ordering::Relaxed);
+        }
     }
 
     /// Records when the daemon was unsealed (seconds since the epoch):
@@ -354,7 +537,7 @@ impl Service {
     /// Handles one request frame body from `connection` at time `now`
     /// (seconds since the epoch).
     pub fn handle(&self, connection: &mut Connection, body: &[u8], now: u64) -> Reply {
-        *self.inner.last_request.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Instant::now();
+        self.touch();
 
         // The operation a refusal names before the request is understood:
         // the message type.
@@ -435,11 +618,15 @@ impl Service {
         }
 
         let allow_sha1 = policy.allow_sha1;
+        let cost = match key.key_type {
+            KeyType::Ed25519 | KeyType::X25519 => Cost::Light,
+            _ => Cost::Heavy,
+        };
         let service = self.clone();
         let peer = connection.peer.clone();
         let blob = key_blob.to_vec();
         let data = data.to_vec();
-        Reply::Work(Work(Box::new(move || {
+        Reply::Work(Work::one(cost, move || {
             let key = keys.by_blob(&blob).expect("the key set is immutable");
             match key.sign(&data, flags, allow_sha1) {
                 Ok(signature) => {
@@ -453,7 +640,7 @@ impl Service {
                     service.refuse_key(&connection, key, refusal.as_str(), &operation, failure())
                 }
             }
-        })))
+        }))
     }
 
     fn extension(&self, connection: &mut Connection, name: &[u8], body: &[u8], now: u64) -> Reply {
@@ -492,7 +679,36 @@ impl Service {
             crate::mixmaster::EXTENSION => self.mixmaster_rsa(connection, body, now),
             crate::agent::x25519::UNWRAP => self.x25519_unwrap(connection, body, now),
             crate::agent::x25519::AGREE => self.x25519_agree(connection, body, now),
+            extensions::BATCH => self.batch(connection, body, now),
             _ => Reply::Ready(self.refuse(connection, None, "unknown-extension", Some(name), agent::failure())),
+        }
+    }
+
+    /// `batch@keyward`: each item is a whole request body, handled as if
+    /// it had arrived alone on this connection, except that an item may
+    /// not be another batch or change the connection's state.
+    fn batch(&self, connection: &mut Connection, body: &[u8], now: u64) -> Reply {
+        let name = extensions::BATCH;
+        let items = match extensions::parse_batch_body(body) {
+            Ok(items) => items,
+            Err(_) => {
+                let reply = extensions::failure(FailureCode::InvalidRequest);
+                return Reply::Ready(self.refuse(connection, None, "malformed", Some(name), reply));
+            }
+        };
+        self.count(connection, None, None);
+        let items = items.into_iter().map(|item| self.batch_item(connection, item, now)).collect();
+        Reply::Work(Work(WorkKind::Batch(Batch { items })))
+    }
+
+    fn batch_item(&self, connection: &mut Connection, item: &[u8], now: u64) -> Reply {
+        match Request::parse(item) {
+            Ok(Request::Extension { name, .. }) if name == extensions::BATCH.as_bytes() || name == extensions::SESSION_BIND.as_bytes() => {
+                let name = std::str::from_utf8(name).ok();
+                let reply = extensions::failure(FailureCode::InvalidRequest);
+                Reply::Ready(self.refuse(connection, None, "not-in-batch", name, reply))
+            }
+            _ => self.handle(connection, item, now),
         }
     }
 
@@ -600,24 +816,8 @@ impl Service {
 
     /// Counts a request and, when `key` is given, attributes it.
     fn count(&self, connection: &Connection, key: Option<&str>, refusal: Option<&str>) {
-        let mut counters = self.inner.counters.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        counters.requests += 1;
-        let uid = counters.per_uid.entry(connection.peer.uid).or_default();
-        uid.requests += 1;
-        if refusal.is_some() {
-            uid.refusals += 1;
-        }
-        if let Some(key) = key {
-            let per_key = counters.per_key.entry(key.to_owned()).or_default();
-            per_key.requests += 1;
-            if refusal.is_some() {
-                per_key.refusals += 1;
-            }
-        }
-        if let Some(reason) = refusal {
-            counters.refusals += 1;
-            *counters.refusals_by_reason.entry(reason.to_owned()).or_default() += 1;
-        }
+        let shard = &self.inner.counters[shard_index()];
+        shard.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).record(connection.peer.uid, key, refusal);
     }
 
     fn refuse(&self, connection: &Connection, key: Option<&str>, reason: &'static str, operation: Option<&str>, reply: Vec<u8>) -> Vec<u8> {
@@ -644,5 +844,81 @@ impl Service {
 
     fn succeeded(&self, peer: &Peer, key: &LoadedKey, operation: &str) -> bool {
         self.served(&Connection::new(peer.clone()), Some(key), operation)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Reader, Writer};
+
+    fn service() -> Service {
+        Service::new(Policy::default_for(1000), Vec::new(), Arc::new(NoAudit))
+    }
+
+    fn peer() -> Peer {
+        Peer { uid: 1000, gid: 1000, groups: Vec::new(), pid: None, exe: None }
+    }
+
+    fn extension(name: &str, rest: &[u8]) -> Vec<u8> {
+        let mut body = vec![agent::SSH_AGENTC_EXTENSION];
+        body.put_string(name.as_bytes());
+        body.extend_from_slice(rest);
+        body
+    }
+
+    #[test]
+    fn counters_from_many_threads_add_up() {
+        let service = service();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let service = service.clone();
+                std::thread::spawn(move || {
+                    let mut connection = Connection::new(peer());
+                    for _ in 0..500 {
+                        service.handle(&mut connection, &extension(extensions::STATUS, &[]), 0).into_body();
+                        service.handle(&mut connection, &[200], 0).into_body();
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let counters = service.counters();
+        assert_eq!(counters.requests, 8000);
+        assert_eq!(counters.refusals, 4000);
+        assert_eq!(counters.refusals_by_reason["unknown-message"], 4000);
+        assert_eq!(counters.per_uid[&1000].requests, 8000);
+        assert_eq!(counters.per_uid[&1000].refusals, 4000);
+    }
+
+    #[test]
+    fn batch_items_keep_order() {
+        let service = service();
+        let mut connection = Connection::new(peer());
+        let status = extension(extensions::STATUS, &[]);
+        let nested = extension(extensions::BATCH, &extensions::batch_body([status.as_slice()].into_iter()));
+        let items: Vec<&[u8]> = vec![&status, &[200], &nested, &[agent::SSH_AGENTC_REQUEST_IDENTITIES]];
+        let request = extension(extensions::BATCH, &extensions::batch_body(items.into_iter()));
+        let reply = service.handle(&mut connection, &request, 0).into_body();
+
+        let mut reader = Reader::new(&reply);
+        assert_eq!(reader.u8().unwrap(), agent::SSH_AGENT_EXTENSION_RESPONSE);
+        assert_eq!(reader.string().unwrap(), extensions::BATCH.as_bytes());
+        let replies = extensions::parse_batch_reply(reader.rest()).unwrap();
+        assert_eq!(replies.len(), 4);
+        assert_eq!(replies[0], extensions::response(extensions::STATUS, &extensions::status_body(State::Sealed)));
+        assert_eq!(replies[1], agent::failure());
+        assert_eq!(replies[2], extensions::failure(FailureCode::InvalidRequest));
+        assert_eq!(replies[3][0], agent::SSH_AGENT_IDENTITIES_ANSWER);
+    }
+
+    #[test]
+    fn rejects_malformed_batch() {
+        let service = service();
+        let mut connection = Connection::new(peer());
+        let reply = service.handle(&mut connection, &extension(extensions::BATCH, &[0, 0, 0, 5]), 0).into_body();
+        assert_eq!(reply, extensions::failure(FailureCode::InvalidRequest));
     }
 }

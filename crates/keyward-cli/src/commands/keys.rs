@@ -48,7 +48,7 @@ pub fn init(context: &Context, source: PassphraseSource, allow_empty: bool) -> R
 }
 
 /// Opens the keystore with the passphrase, hardening the process first.
-fn open(dir: &Path, source: PassphraseSource) -> Result<(Unlocked, Vec<Entry>)> {
+pub(super) fn open(dir: &Path, source: PassphraseSource) -> Result<(Unlocked, Vec<Entry>)> {
     harden()?;
     let passphrase = passphrase::keystore(source.passphrase_fd, "Keystore passphrase: ")?;
     let opened = Unlocked::open(dir, &passphrase, context::kdf_policy());

@@ -1,5 +1,6 @@
 //! One function per command; `run` dispatches.
 
+mod bench;
 mod control;
 mod decrypt;
 mod keys;
@@ -38,6 +39,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Sign { key, namespace, file } => sign::sign(&context, &key, &namespace, &file),
         Command::Decrypt { key, file } => decrypt::decrypt(&context, key.as_deref(), &file),
         Command::Mixmaster(crate::cli::MixmasterCommand::Unwrap { file }) => mixmaster::unwrap(&context, &file),
+        Command::Bench(args) => bench::bench(&context, &args),
     }
 }
 

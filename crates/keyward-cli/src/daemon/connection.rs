@@ -1,5 +1,6 @@
 //! Connections on the service and admin sockets.
 
+use std::collections::VecDeque;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,10 +9,11 @@ use keyward::admin::{AdminReply, AdminRequest, MAX_ADMIN_FRAME};
 use keyward::agent::{self, MAX_FRAME};
 use keyward::policy::Peer;
 use keyward::secret::Passphrase;
-use keyward::service::{AuditEvent, AuditSink, Connection, Reply};
+use keyward::service::{AuditEvent, AuditSink, Batch, Connection, Cost, Job, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
-use zeroize::Zeroizing;
+use tokio::task::JoinHandle;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::state::{DaemonState, Failure};
 use crate::context;
@@ -35,7 +37,7 @@ enum FrameError {
     /// The peer closed the connection between frames.
     Closed,
     /// Too long, truncated, stalled or failed: close the connection.
-    Broken(&'static str),
+    Broken,
 }
 
 async fn read_frame(stream: &mut UnixStream, max: usize) -> Result<Zeroizing<Vec<u8>>, FrameError> {
@@ -43,22 +45,22 @@ async fn read_frame(stream: &mut UnixStream, max: usize) -> Result<Zeroizing<Vec
     match stream.read(&mut first).await {
         Ok(0) => return Err(FrameError::Closed),
         Ok(_) => {}
-        Err(_) => return Err(FrameError::Broken("read failed")),
+        Err(_) => return Err(FrameError::Broken),
     }
     let rest = async {
         let mut length = [0u8; 3];
-        stream.read_exact(&mut length).await.map_err(|_| FrameError::Broken("truncated frame"))?;
+        stream.read_exact(&mut length).await.map_err(|_| FrameError::Broken)?;
         let length = u32::from_be_bytes([first[0], length[0], length[1], length[2]]) as usize;
         if length > max {
-            return Err(FrameError::Broken("frame too long"));
+            return Err(FrameError::Broken);
         }
         let mut body = Zeroizing::new(vec![0u8; length]);
-        stream.read_exact(&mut body).await.map_err(|_| FrameError::Broken("truncated frame"))?;
+        stream.read_exact(&mut body).await.map_err(|_| FrameError::Broken)?;
         Ok(body)
     };
     match tokio::time::timeout(FRAME_DEADLINE, rest).await {
         Ok(result) => result,
-        Err(_) => Err(FrameError::Broken("frame deadline passed")),
+        Err(_) => Err(FrameError::Broken),
     }
 }
 
@@ -69,7 +71,171 @@ async fn write_frame(stream: &mut UnixStream, body: &[u8]) -> std::io::Result<()
     stream.write_all(&frame).await
 }
 
+/// How many requests of one connection may be in progress at once. A
+/// client that writes more before reading replies waits: the daemon stops
+/// reading its socket until the oldest request is answered.
+pub const IN_FLIGHT: usize = 64;
+
+/// How much one read from a client takes at most.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// Above this, an input buffer left empty is given back.
+const KEEP_INPUT: usize = 64 * 1024;
+
+/// Bytes a client sent that are not yet handled. Kept in memory that is
+/// wiped before it is freed or reused, also when it grows.
+struct Input {
+    bytes: Zeroizing<Vec<u8>>,
+    start: usize,
+}
+
+enum Frame {
+    /// No complete frame yet.
+    Incomplete,
+    /// A frame body of this length follows its 4-byte length at `start`.
+    Complete(usize),
+}
+
+impl Input {
+    fn new() -> Self {
+        Input { bytes: Zeroizing::new(Vec::new()), start: 0 }
+    }
+
+    fn pending(&self) -> &[u8] {
+        &self.bytes[self.start..]
+    }
+
+    fn is_empty(&self) -> bool {
+        self.start == self.bytes.len()
+    }
+
+    fn extend(&mut self, data: &[u8]) {
+        if self.start > 0 {
+            let remaining = self.bytes.len() - self.start;
+            self.bytes.copy_within(self.start.., 0);
+            self.bytes[remaining..].zeroize();
+            self.bytes.truncate(remaining);
+            self.start = 0;
+        }
+        let needed = self.bytes.len() + data.len();
+        if needed > self.bytes.capacity() {
+            // Grow by hand: Vec's own growth would free the old buffer
+            // without wiping it.
+            let mut grown = Zeroizing::new(Vec::with_capacity(needed.max(self.bytes.capacity() * 2)));
+            grown.extend_from_slice(&self.bytes);
+            self.bytes = grown;
+        }
+        self.bytes.extend_from_slice(data);
+    }
+
+    /// Looks at the next frame; `Err` when its length is over `max`.
+    fn peek(&self, max: usize) -> Result<Frame, &'static str> {
+        let pending = self.pending();
+        let Some(length) = pending.get(..4) else { return Ok(Frame::Incomplete) };
+        let length = u32::from_be_bytes([length[0], length[1], length[2], length[3]]) as usize;
+        if length > max {
+            return Err("frame too long");
+        }
+        if pending.len() < 4 + length {
+            return Ok(Frame::Incomplete);
+        }
+        Ok(Frame::Complete(length))
+    }
+
+    /// Returns whether another complete frame follows the next one.
+    fn has_second_frame(&self, first: usize) -> bool {
+        let rest = &self.pending()[4 + first..];
+        match rest.get(..4) {
+            Some(length) => rest.len() - 4 >= u32::from_be_bytes([length[0], length[1], length[2], length[3]]) as usize,
+            None => false,
+        }
+    }
+
+    fn consume(&mut self, length: usize) {
+        self.start += 4 + length;
+        if self.is_empty() {
+            self.bytes.as_mut_slice().zeroize();
+            self.bytes.clear();
+            self.start = 0;
+            if self.bytes.capacity() > KEEP_INPUT {
+                self.bytes = Zeroizing::new(Vec::new());
+            }
+        }
+    }
+}
+
+/// A request in progress. The queue of them keeps arrival order.
+enum Pending {
+    Ready(Vec<u8>),
+    Running(JoinHandle<Vec<u8>>),
+}
+
+/// Starts the work of a reply. Light work runs right here when the client
+/// waits for this reply with nothing queued behind it, because handing it
+/// to another thread would cost more than it saves. With more requests
+/// queued it goes to the runtime's workers, so several cores serve one
+/// connection. Heavy work and batches never hold up this task.
+fn start(reply: Reply, more_queued: bool) -> Pending {
+    let work = match reply {
+        Reply::Ready(body) => return Pending::Ready(body),
+        Reply::Work(work) => work,
+    };
+    match work.into_job() {
+        Job::One(one) => match one.cost() {
+            Cost::Light if !more_queued => Pending::Ready(one.run()),
+            Cost::Light => Pending::Running(tokio::spawn(async move { one.run() })),
+            Cost::Heavy => Pending::Running(tokio::task::spawn_blocking(move || one.run())),
+        },
+        Job::Batch(batch) => Pending::Running(tokio::spawn(run_batch(batch))),
+    }
+}
+
+/// Runs a batch's items in groups spread over the cores, then joins the
+/// replies in item order.
+async fn run_batch(batch: Batch) -> Vec<u8> {
+    let items = batch.into_items();
+    let count = items.len();
+    let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
+    // Make two groups per core at least, so a core that finishes early
+    // takes over work. Keep at most 64 items in a group, so other
+    // connections get the cores in between.
+    let group_size = count.div_ceil(cores * 2).clamp(1, 64);
+    let mut items = items.into_iter();
+    let mut groups = Vec::with_capacity(count.div_ceil(group_size));
+    loop {
+        let group: Vec<Reply> = items.by_ref().take(group_size).collect();
+        if group.is_empty() {
+            break;
+        }
+        let heavy = group.iter().any(|item| matches!(item, Reply::Work(work) if work.cost() == Cost::Heavy));
+        let run = move || group.into_iter().map(Reply::into_body).collect::<Vec<_>>();
+        groups.push(if heavy { tokio::task::spawn_blocking(run) } else { tokio::spawn(async move { run() }) });
+    }
+    let mut bodies = Vec::with_capacity(count);
+    for group in groups {
+        match group.await {
+            Ok(replies) => bodies.extend(replies),
+            Err(_) => return agent::failure(),
+        }
+    }
+    Batch::finish(bodies)
+}
+
+/// Waits for the oldest pending request; only called when it is running.
+async fn oldest(pending: &mut VecDeque<Pending>) -> Vec<u8> {
+    match pending.front_mut() {
+        Some(Pending::Running(handle)) => handle.await.unwrap_or_else(|_| agent::failure()),
+        _ => std::future::pending().await,
+    }
+}
+
 /// Serves one service-socket connection until the client leaves.
+///
+/// Requests may be written back to back (pipelined). Parsing and policy
+/// run here one request at a time in arrival order, so a request that
+/// changes the connection's state (`session-bind@openssh.com`) applies to
+/// every later one. The private-key work of up to [`IN_FLIGHT`] requests
+/// runs concurrently, and replies go out in request order.
 pub async fn serve_agent(mut stream: UnixStream, state: Arc<DaemonState>) {
     let peer = match peer_of(&stream) {
         Ok(peer) => peer,
@@ -79,29 +245,119 @@ pub async fn serve_agent(mut stream: UnixStream, state: Arc<DaemonState>) {
         }
     };
     let mut connection = Connection::new(peer);
+    let mut input = Input::new();
+    let mut chunk = Zeroizing::new(vec![0u8; READ_CHUNK]);
+    let mut output = Zeroizing::new(Vec::new());
+    let mut pending: VecDeque<Pending> = VecDeque::new();
+    // When the first byte of a frame not yet complete arrived, and the
+    // timer that closes the connection if the rest takes too long. One
+    // timer per connection, moved when a new frame starts: a client
+    // trickling bytes costs no timer work per byte.
+    let mut frame_started: Option<tokio::time::Instant> = None;
+    let deadline = tokio::time::sleep(FRAME_DEADLINE);
+    tokio::pin!(deadline);
+    let mut reading = true;
+    // Why the connection closes once the pending requests are answered.
+    let mut closing: Option<&'static str> = None;
+
+    let broken = |connection: &Connection, why: &'static str| {
+        let mut event = AuditEvent::new("connection-closed").peer(&connection.peer);
+        event.reason = Some(why);
+        state.audit.record(&event);
+    };
+
     loop {
-        let body = match read_frame(&mut stream, MAX_FRAME).await {
-            Ok(body) => body,
-            Err(FrameError::Closed) => return,
-            Err(FrameError::Broken(why)) => {
-                let mut event = AuditEvent::new("connection-closed").peer(&connection.peer);
-                event.reason = Some(why);
-                state.audit.record(&event);
+        // Handle every complete frame there is room for, in order.
+        while closing.is_none() && pending.len() < IN_FLIGHT {
+            let length = match input.peek(MAX_FRAME) {
+                Ok(Frame::Complete(length)) => length,
+                Ok(Frame::Incomplete) => break,
+                Err(why) => {
+                    // Answer the requests before the bad frame, then close.
+                    closing = Some(why);
+                    reading = false;
+                    break;
+                }
+            };
+            let more_queued = input.has_second_frame(length) || !pending.is_empty();
+            // An empty frame has no message type; it gets FAILURE like
+            // any malformed request.
+            let reply = state.service.handle(&mut connection, &input.pending()[4..4 + length], context::now());
+            input.consume(length);
+            frame_started = None;
+            pending.push_back(start(reply, more_queued));
+        }
+        // The deadline runs only while a frame is incomplete, not while a
+        // complete one waits for room.
+        frame_started = match (input.peek(MAX_FRAME), frame_started) {
+            _ if closing.is_some() => None,
+            (Ok(Frame::Incomplete), Some(started)) if !input.is_empty() => Some(started),
+            (Ok(Frame::Incomplete), None) if !input.is_empty() => {
+                let started = tokio::time::Instant::now();
+                deadline.as_mut().reset(started + FRAME_DEADLINE);
+                Some(started)
+            }
+            _ => None,
+        };
+
+        // Send every reply that is ready at the front, in one write.
+        while let Some(front) = pending.front_mut() {
+            let mut body = match front {
+                Pending::Ready(body) => std::mem::take(body),
+                Pending::Running(handle) if handle.is_finished() => oldest(&mut pending).await,
+                Pending::Running(_) => break,
+            };
+            pending.pop_front();
+            output.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            output.extend_from_slice(&body);
+            body.zeroize();
+        }
+        if !output.is_empty() {
+            let written = stream.write_all(&output).await;
+            output.as_mut_slice().zeroize();
+            output.clear();
+            if written.is_err() {
                 return;
             }
-        };
-        // An empty frame has no message type; it gets FAILURE like any
-        // malformed request.
-        let reply = state.service.handle(&mut connection, &body, context::now());
-        let reply = Zeroizing::new(match reply {
-            Reply::Ready(body) => body,
-            Reply::Work(work) => match tokio::task::spawn_blocking(move || work.run()).await {
-                Ok(body) => body,
-                Err(_) => agent::failure(),
-            },
-        });
-        if write_frame(&mut stream, &reply).await.is_err() {
+        }
+        // Replies sent above made room: handle the frames that waited for
+        // it before waiting for anything, since the client may have sent
+        // everything already.
+        if closing.is_none() && pending.len() < IN_FLIGHT && matches!(input.peek(MAX_FRAME), Ok(Frame::Complete(_))) {
+            continue;
+        }
+        if !reading && pending.is_empty() {
+            if let Some(why) = closing {
+                broken(&connection, why);
+            } else if !input.is_empty() {
+                broken(&connection, "truncated frame");
+            }
             return;
+        }
+
+        let running = matches!(pending.front(), Some(Pending::Running(_)));
+        tokio::select! {
+            body = oldest(&mut pending), if running => {
+                if let Some(front) = pending.front_mut() {
+                    *front = Pending::Ready(body);
+                }
+            }
+            read = stream.read(&mut chunk), if reading && pending.len() < IN_FLIGHT => match read {
+                Ok(0) => reading = false,
+                Ok(count) => input.extend(&chunk[..count]),
+                Err(_) => {
+                    if !input.is_empty() {
+                        broken(&connection, "read failed");
+                    }
+                    reading = false;
+                    if pending.is_empty() {
+                        return;
+                    }
+                }
+            },
+            () = &mut deadline, if frame_started.is_some() => {
+                return broken(&connection, "frame deadline passed");
+            }
         }
     }
 }

@@ -13,6 +13,10 @@ pub const QUERY: &str = "query";
 pub const SESSION_BIND: &str = "session-bind@openssh.com";
 pub const STATUS: &str = "status@keyward";
 pub const LIST: &str = "list@keyward";
+pub const BATCH: &str = "batch@keyward";
+
+/// The most items one `batch@keyward` request may hold.
+pub const MAX_BATCH_ITEMS: usize = 4096;
 
 /// Why an extension request failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,6 +131,73 @@ pub fn parse_list_body(body: &[u8]) -> Result<Vec<ListedKey>, WireError> {
     serde_json::from_slice(json).map_err(|_| WireError("list is not valid JSON"))
 }
 
+/// Encodes a `batch@keyward` request body: `uint32 count`, then each
+/// item, a whole request body, as a `string`.
+pub fn batch_body<'a>(items: impl ExactSizeIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.put_u32(items.len() as u32);
+    for item in items {
+        body.put_string(item);
+    }
+    body
+}
+
+/// Parses a `batch@keyward` request body into its items. Refuses a count
+/// above [`MAX_BATCH_ITEMS`] before reading any item, a count that does
+/// not match the items present, and trailing bytes.
+pub fn parse_batch_body(body: &[u8]) -> Result<Vec<&[u8]>, WireError> {
+    let mut reader = Reader::new(body);
+    let count = reader.u32()? as usize;
+    if count > MAX_BATCH_ITEMS {
+        return Err(WireError("too many batch items"));
+    }
+    // Every item takes at least its 4-byte length, which bounds the
+    // allocation by the body's size whatever the count says.
+    if count > body.len() / 4 {
+        return Err(WireError("truncated batch"));
+    }
+    let mut items = Vec::with_capacity(count);
+    for _ in 0..count {
+        items.push(reader.string()?);
+    }
+    reader.finish()?;
+    Ok(items)
+}
+
+/// Encodes the `batch@keyward` reply: SSH_AGENT_EXTENSION_RESPONSE, the
+/// name, `uint32 count`, then each item's reply body as a `string`.
+/// `None` when the whole reply would not fit in one frame.
+pub fn batch_response(replies: &[Vec<u8>]) -> Option<Vec<u8>> {
+    let size = 1 + 4 + BATCH.len() + 4 + replies.iter().map(|reply| 4 + reply.len()).sum::<usize>();
+    if size > super::MAX_FRAME {
+        return None;
+    }
+    let mut reply = Vec::with_capacity(size);
+    reply.put_u8(SSH_AGENT_EXTENSION_RESPONSE);
+    reply.put_string(BATCH.as_bytes());
+    reply.put_u32(replies.len() as u32);
+    for item in replies {
+        reply.put_string(item);
+    }
+    Some(reply)
+}
+
+/// Parses a `batch@keyward` reply body (after the name) into the items'
+/// reply bodies.
+pub fn parse_batch_reply(body: &[u8]) -> Result<Vec<&[u8]>, WireError> {
+    let mut reader = Reader::new(body);
+    let count = reader.u32()? as usize;
+    if count > MAX_BATCH_ITEMS || count > body.len() / 4 {
+        return Err(WireError("bad batch item count"));
+    }
+    let mut items = Vec::with_capacity(count);
+    for _ in 0..count {
+        items.push(reader.string()?);
+    }
+    reader.finish()?;
+    Ok(items)
+}
+
 /// Parses a reply to an extension request: the body on success, the
 /// failure code on refusal.
 pub fn parse_reply<'a>(name: &str, reply: &'a [u8]) -> Result<Result<&'a [u8], Option<FailureCode>>, WireError> {
@@ -144,5 +215,54 @@ pub fn parse_reply<'a>(name: &str, reply: &'a [u8]) -> Result<Result<&'a [u8], O
         }
         super::SSH_AGENT_FAILURE => Ok(Err(None)),
         _ => Err(WireError("unexpected reply type")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_body_round_trips() {
+        let items: Vec<&[u8]> = vec![b"first", b"", b"third"];
+        let body = batch_body(items.iter().copied());
+        assert_eq!(parse_batch_body(&body).unwrap(), items);
+    }
+
+    #[test]
+    fn rejects_batch_over_the_item_limit() {
+        let item: &[u8] = &[11];
+        let body = batch_body(std::iter::repeat_n(item, MAX_BATCH_ITEMS + 1));
+        assert!(parse_batch_body(&body).is_err());
+        let body = batch_body(std::iter::repeat_n(item, MAX_BATCH_ITEMS));
+        assert_eq!(parse_batch_body(&body).unwrap().len(), MAX_BATCH_ITEMS);
+    }
+
+    #[test]
+    fn rejects_batch_count_larger_than_its_items() {
+        let mut body = batch_body([&b"one"[..]].into_iter());
+        body[3] = 2;
+        assert!(parse_batch_body(&body).is_err());
+        // A huge count in a tiny body fails before allocating for it.
+        assert!(parse_batch_body(&[0, 0, 0x10, 0]).is_err());
+    }
+
+    #[test]
+    fn rejects_batch_with_trailing_bytes() {
+        let mut body = batch_body([&b"one"[..]].into_iter());
+        body.push(0);
+        assert!(parse_batch_body(&body).is_err());
+    }
+
+    #[test]
+    fn batch_reply_over_the_frame_limit_is_refused() {
+        let big = vec![vec![0u8; 1024]; 256];
+        assert!(batch_response(&big).is_none());
+        let small = vec![vec![14u8; 10]; 3];
+        let reply = batch_response(&small).unwrap();
+        let mut reader = Reader::new(&reply);
+        assert_eq!(reader.u8().unwrap(), SSH_AGENT_EXTENSION_RESPONSE);
+        assert_eq!(reader.string().unwrap(), BATCH.as_bytes());
+        assert_eq!(parse_batch_reply(reader.rest()).unwrap(), small.iter().map(Vec::as_slice).collect::<Vec<_>>());
     }
 }

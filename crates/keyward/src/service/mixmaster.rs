@@ -8,7 +8,7 @@
 //! Every refusal depends only on public values: the request's shape, the
 //! daemon's state, the key ID, the caller and the clock.
 
-use super::{Connection, Reply, Service, Work};
+use super::{Connection, Cost, Reply, Service, Work};
 use crate::agent::extensions::{self, FailureCode};
 use crate::mixmaster::{self, RsaRequest, EXTENSION};
 
@@ -55,7 +55,7 @@ impl Service {
 
         let service = self.clone();
         let peer = connection.peer.clone();
-        Reply::Work(Work(Box::new(move || {
+        Reply::Work(Work::one(Cost::Heavy, move || {
             let key = keys.iter().nth(index).expect("the key set is immutable");
             let block_key = key.mixmaster().expect("found by its Mixmaster key");
             // The result is the message for a valid block and the
@@ -74,7 +74,7 @@ impl Service {
                     service.refuse_key(&connection, key, "malformed", OPERATION, failure(FailureCode::InvalidRequest))
                 }
             }
-        })))
+        }))
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{Connection, KeySet, Reply, Service, Work};
+use super::{Connection, Cost, KeySet, Reply, Service, Work};
 use crate::agent::extensions::{self, FailureCode};
 use crate::agent::x25519::{self as wire, AgreeRequest, UnwrapRequest};
 use crate::keys::KeyType;
@@ -26,7 +26,7 @@ impl Service {
 
         let service = self.clone();
         let peer = connection.peer.clone();
-        Reply::Work(Work(Box::new(move || {
+        Reply::Work(Work::one(Cost::Light, move || {
             let connection = Connection::new(peer);
             let key = keys.by_fingerprint(&request.fingerprint).expect("the key set is immutable");
             let Some(private) = key.raw_private() else {
@@ -54,7 +54,7 @@ impl Service {
             }
             let body = wire::unwrap_reply_body(file_key.as_deref());
             extensions::response(wire::UNWRAP, &body)
-        })))
+        }))
     }
 
     pub(super) fn x25519_agree(&self, connection: &Connection, body: &[u8], now: u64) -> Reply {
@@ -69,7 +69,7 @@ impl Service {
 
         let service = self.clone();
         let peer = connection.peer.clone();
-        Reply::Work(Work(Box::new(move || {
+        Reply::Work(Work::one(Cost::Heavy, move || {
             let connection = Connection::new(peer);
             let key = keys.by_fingerprint(&request.fingerprint).expect("the key set is immutable");
             let results = match key.raw_private().map(|private| x25519::agree(private, &request.peers)) {
@@ -88,7 +88,7 @@ impl Service {
             }
             let body = wire::agree_reply_body(&results);
             extensions::response(wire::AGREE, &body)
-        })))
+        }))
     }
 
     /// Finds the x25519 key named by `fingerprint` and checks that the peer

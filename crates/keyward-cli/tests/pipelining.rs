@@ -1,0 +1,296 @@
+//! Pipelined requests and `batch@keyward` on a real daemon: replies come in
+//! request order, each batch item gets its own outcome, limits are refused
+//! without harm to the connection.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use base64::Engine as _;
+use common::Env;
+use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+
+const REQUEST_IDENTITIES: u8 = 11;
+const IDENTITIES_ANSWER: u8 = 12;
+const SIGN_REQUEST: u8 = 13;
+const SIGN_RESPONSE: u8 = 14;
+const FAILURE: u8 = 5;
+const EXTENSION: u8 = 27;
+const EXTENSION_FAILURE: u8 = 28;
+const EXTENSION_RESPONSE: u8 = 29;
+
+fn put_string(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+fn frame(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_string(&mut out, body);
+    out
+}
+
+fn sign_request(blob: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut body = vec![SIGN_REQUEST];
+    put_string(&mut body, blob);
+    put_string(&mut body, data);
+    body.extend_from_slice(&0u32.to_be_bytes());
+    body
+}
+
+fn extension(name: &str, rest: &[u8]) -> Vec<u8> {
+    let mut body = vec![EXTENSION];
+    put_string(&mut body, name.as_bytes());
+    body.extend_from_slice(rest);
+    body
+}
+
+fn batch(items: &[Vec<u8>]) -> Vec<u8> {
+    let mut rest = (items.len() as u32).to_be_bytes().to_vec();
+    for item in items {
+        put_string(&mut rest, item);
+    }
+    extension("batch@keyward", &rest)
+}
+
+/// Splits `count` `string`s off the front of `bytes`.
+fn strings(mut bytes: &[u8], count: usize) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for _ in 0..count {
+        let length = u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize;
+        out.push(bytes[4..4 + length].to_vec());
+        bytes = &bytes[4 + length..];
+    }
+    assert!(bytes.is_empty(), "trailing bytes");
+    out
+}
+
+fn read_reply(stream: &mut UnixStream) -> Vec<u8> {
+    let mut length = [0u8; 4];
+    stream.read_exact(&mut length).expect("a reply");
+    let mut body = vec![0u8; u32::from_be_bytes(length) as usize];
+    stream.read_exact(&mut body).expect("a whole reply");
+    body
+}
+
+fn connect(env: &Env) -> UnixStream {
+    let stream = UnixStream::connect(env.agent_socket()).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream
+}
+
+fn public_blob(env: &Env, name: &str) -> Vec<u8> {
+    let line = std::fs::read_to_string(env.pubkey_file(name)).unwrap();
+    base64::engine::general_purpose::STANDARD.decode(line.split_whitespace().nth(1).unwrap()).unwrap()
+}
+
+/// Checks an Ed25519 SSH_AGENT_SIGN_RESPONSE against `data`.
+fn assert_signs(reply: &[u8], blob: &[u8], data: &[u8]) {
+    assert_eq!(reply[0], SIGN_RESPONSE, "expected a signature, got message {}", reply[0]);
+    let signature = &strings(&reply[1..], 1)[0];
+    let parts = strings(signature, 2);
+    assert_eq!(parts[0], b"ssh-ed25519");
+    let public = &strings(blob, 2)[1];
+    let key = VerifyingKey::from_bytes(public.as_slice().try_into().unwrap()).unwrap();
+    let signature = Signature::from_bytes(parts[1].as_slice().try_into().unwrap());
+    key.verify(data, &signature).expect("the signature verifies for this request's data");
+}
+
+fn data_for(index: usize) -> Vec<u8> {
+    format!("pipelined request number {index}").into_bytes()
+}
+
+#[test]
+fn answers_pipelined_requests_in_order() {
+    let (env, _daemon) = Env::running(&[("ed25519", "ed")]);
+    let blob = public_blob(&env, "ed");
+    let mut stream = connect(&env);
+
+    // 50 requests in one write: signatures over distinct data, identity
+    // lists and status queries mixed.
+    let mut expected = Vec::new();
+    let mut wire = Vec::new();
+    for index in 0..50 {
+        let body = match index % 5 {
+            1 => {
+                expected.push(None);
+                vec![REQUEST_IDENTITIES]
+            }
+            3 => {
+                expected.push(Some(Vec::new()));
+                extension("status@keyward", &[])
+            }
+            _ => {
+                expected.push(Some(data_for(index)));
+                sign_request(&blob, &data_for(index))
+            }
+        };
+        wire.extend_from_slice(&frame(&body));
+    }
+    stream.write_all(&wire).unwrap();
+
+    for (index, expect) in expected.iter().enumerate() {
+        let reply = read_reply(&mut stream);
+        match expect {
+            None => assert_eq!(reply[0], IDENTITIES_ANSWER, "reply {index}"),
+            Some(data) if data.is_empty() => {
+                assert_eq!(reply[0], EXTENSION_RESPONSE, "reply {index}");
+                assert_eq!(&reply[reply.len() - 1..], &[1], "status says unsealed");
+            }
+            Some(data) => assert_signs(&reply, &blob, data),
+        }
+    }
+}
+
+#[test]
+fn answers_past_in_flight_cap_in_order() {
+    let (env, _daemon) = Env::running(&[("ed25519", "ed")]);
+    let blob = public_blob(&env, "ed");
+    let mut stream = connect(&env);
+    let count = 300;
+    let writer_stream = stream.try_clone().unwrap();
+    let writer_blob = blob.clone();
+    // Write from another thread: the daemon stops reading while its
+    // in-flight cap is reached, so a single thread could block on write.
+    let writer = std::thread::spawn(move || {
+        let mut writer_stream = writer_stream;
+        let mut wire = Vec::new();
+        for index in 0..count {
+            wire.extend_from_slice(&frame(&sign_request(&writer_blob, &data_for(index))));
+        }
+        writer_stream.write_all(&wire).unwrap();
+    });
+    for index in 0..count {
+        assert_signs(&read_reply(&mut stream), &blob, &data_for(index));
+    }
+    writer.join().unwrap();
+}
+
+#[test]
+fn batch_refusal_leaves_others_intact() {
+    let (env, _daemon) = Env::running(&[("ed25519", "ed")]);
+    let blob = public_blob(&env, "ed");
+    let mut unknown = blob.clone();
+    let last = unknown.len() - 1;
+    unknown[last] ^= 1;
+
+    let items = vec![
+        sign_request(&blob, b"first"),
+        sign_request(&unknown, b"no such key"),
+        extension("status@keyward", &[]),
+        sign_request(&blob, b"fourth"),
+        batch(&[sign_request(&blob, b"nested")]),
+        vec![SIGN_REQUEST, 0, 0],
+        extension("session-bind@openssh.com", &[]),
+        sign_request(&blob, b"eighth"),
+    ];
+    let mut stream = connect(&env);
+    stream.write_all(&frame(&batch(&items))).unwrap();
+    let reply = read_reply(&mut stream);
+
+    assert_eq!(reply[0], EXTENSION_RESPONSE);
+    let name_end = 5 + "batch@keyward".len();
+    assert_eq!(&reply[5..name_end], b"batch@keyward");
+    let count = u32::from_be_bytes(reply[name_end..name_end + 4].try_into().unwrap()) as usize;
+    assert_eq!(count, items.len());
+    let replies = strings(&reply[name_end + 4..], count);
+
+    assert_signs(&replies[0], &blob, b"first");
+    assert_eq!(replies[1], [FAILURE], "unknown key is refused");
+    assert_eq!(replies[2][0], EXTENSION_RESPONSE, "status inside a batch");
+    assert_signs(&replies[3], &blob, b"fourth");
+    assert_eq!(replies[4], [EXTENSION_FAILURE, 0, 0, 0, 3], "a batch inside a batch is invalid");
+    assert_eq!(replies[5], [FAILURE], "a malformed item is refused");
+    assert_eq!(replies[6], [EXTENSION_FAILURE, 0, 0, 0, 3], "session-bind inside a batch is invalid");
+    assert_signs(&replies[7], &blob, b"eighth");
+
+    // The connection still works afterwards.
+    stream.write_all(&frame(&sign_request(&blob, b"after"))).unwrap();
+    assert_signs(&read_reply(&mut stream), &blob, b"after");
+}
+
+#[test]
+fn rejects_batch_over_item_limit() {
+    let (env, _daemon) = Env::running(&[("ed25519", "ed")]);
+    let blob = public_blob(&env, "ed");
+    let mut stream = connect(&env);
+
+    // 4097 tiny items: over the 4096-item cap, within the frame limit.
+    let too_many: Vec<Vec<u8>> = (0..4097).map(|_| extension("status@keyward", &[])).collect();
+    stream.write_all(&frame(&batch(&too_many))).unwrap();
+    assert_eq!(read_reply(&mut stream), [EXTENSION_FAILURE, 0, 0, 0, 3]);
+
+    // A count that promises more items than the body holds.
+    let mut lying = 1000u32.to_be_bytes().to_vec();
+    put_string(&mut lying, &sign_request(&blob, b"x"));
+    stream.write_all(&frame(&extension("batch@keyward", &lying))).unwrap();
+    assert_eq!(read_reply(&mut stream), [EXTENSION_FAILURE, 0, 0, 0, 3]);
+
+    // An empty batch is a valid, empty answer.
+    stream.write_all(&frame(&batch(&[]))).unwrap();
+    let reply = read_reply(&mut stream);
+    assert_eq!(reply[0], EXTENSION_RESPONSE);
+    assert_eq!(&reply[reply.len() - 4..], &[0, 0, 0, 0]);
+
+    // The daemon still serves this connection.
+    stream.write_all(&frame(&sign_request(&blob, b"still here"))).unwrap();
+    assert_signs(&read_reply(&mut stream), &blob, b"still here");
+}
+
+#[test]
+fn answers_batch_at_item_limit() {
+    let (env, _daemon) = Env::running(&[("ed25519", "ed")]);
+    let blob = public_blob(&env, "ed");
+    let mut stream = connect(&env);
+    // 4096 items, signatures and status queries alternating, so that both
+    // the request and the replies fit in one frame each.
+    let items: Vec<Vec<u8>> = (0..4096)
+        .map(|index| if index % 2 == 0 { sign_request(&blob, &(index as u32).to_be_bytes()) } else { extension("status@keyward", &[]) })
+        .collect();
+    let body = batch(&items);
+    assert!(body.len() <= 256 * 1024, "the test's batch fits in a frame");
+    stream.write_all(&frame(&body)).unwrap();
+    let reply = read_reply(&mut stream);
+    assert_eq!(reply[0], EXTENSION_RESPONSE, "got {:?}", &reply[..reply.len().min(8)]);
+    let name_end = 5 + "batch@keyward".len();
+    let replies = strings(&reply[name_end + 4..], 4096);
+    for (index, item) in replies.iter().enumerate() {
+        if index % 2 == 0 {
+            assert_signs(item, &blob, &(index as u32).to_be_bytes());
+        } else {
+            assert_eq!(item[0], EXTENSION_RESPONSE, "item {index}");
+        }
+    }
+}
+
+#[test]
+fn answers_frame_sent_byte_by_byte() {
+    let (env, _daemon) = Env::running(&[("ed25519", "ed")]);
+    let blob = public_blob(&env, "ed");
+    let mut stream = connect(&env);
+    let wire = [frame(&sign_request(&blob, b"one byte at a time")), frame(&[REQUEST_IDENTITIES])].concat();
+    for byte in &wire {
+        stream.write_all(std::slice::from_ref(byte)).unwrap();
+    }
+    assert_signs(&read_reply(&mut stream), &blob, b"one byte at a time");
+    assert_eq!(read_reply(&mut stream)[0], IDENTITIES_ANSWER);
+}
+
+#[test]
+fn closes_connection_on_oversized_frame() {
+    let (env, _daemon) = Env::running(&[("ed25519", "ed")]);
+    let blob = public_blob(&env, "ed");
+    let mut stream = connect(&env);
+    // A valid request first: it is still answered before the connection
+    // closes on the frame that follows it.
+    let mut wire = frame(&sign_request(&blob, b"before"));
+    wire.extend_from_slice(&(256 * 1024 + 1u32).to_be_bytes());
+    wire.push(SIGN_REQUEST);
+    stream.write_all(&wire).unwrap();
+    assert_signs(&read_reply(&mut stream), &blob, b"before");
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).expect("the daemon closes the connection");
+    assert!(rest.is_empty(), "no reply to an oversized frame");
+}
