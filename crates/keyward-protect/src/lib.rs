@@ -12,7 +12,7 @@ pub mod process;
 
 pub use arena::ArenaUsage;
 pub use memory::{
-    arena_usage, init_memory, memory_mode, scrub_stack, MemoryError, MemoryMode, MemoryPolicy,
+    arena_usage, init_memory, memory_mode, scrub_stack, scrub_stack_after_operation, MemoryError, MemoryMode, MemoryPolicy,
     SecretBox, SecretBuf,
 };
 pub use peer::peer_groups;

@@ -230,6 +230,23 @@ pub fn scrub_stack() {
     std::hint::black_box(&area);
 }
 
+/// How much of the calling thread's stack `scrub_stack_after_operation`
+/// overwrites: more than one signature or key agreement uses (an Ed25519
+/// signature with SHA-512 needs a few KiB), and cheap enough for every
+/// request.
+pub const OPERATION_SCRUB_BYTES: usize = 16 * 1024;
+
+/// Overwrites `OPERATION_SCRUB_BYTES` of the calling thread's stack below
+/// the caller's frame with zeros: call it after a private-key operation
+/// that ran in functions called from the caller's frame, so their frames'
+/// copies of expanded keys and nonces do not outlive the request.
+#[inline(never)]
+pub fn scrub_stack_after_operation() {
+    let mut area = [0u8; OPERATION_SCRUB_BYTES];
+    area.zeroize();
+    std::hint::black_box(&area);
+}
+
 /// Returns where new `SecretBuf`s are placed.
 pub fn memory_mode() -> MemoryMode {
     match MODE.load(Ordering::Acquire) {

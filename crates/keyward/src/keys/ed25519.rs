@@ -33,8 +33,16 @@ impl Ed25519Key {
 
     /// Signs `data`, returning the raw 64-byte signature.
     pub fn sign(&self, data: &[u8]) -> [u8; 64] {
+        let signature = self.sign_inner(data);
+        // The expanded secret zeroizes itself on drop, but SHA-512's state
+        // and moved copies stay in the frames below this one.
+        keyward_protect::scrub_stack_after_operation();
+        signature
+    }
+
+    #[inline(never)]
+    fn sign_inner(&self, data: &[u8]) -> [u8; 64] {
         let seed: &[u8; 32] = self.seed.expose().try_into().expect("seed length checked at load");
-        // ExpandedSecretKey zeroizes itself on drop.
         let expanded = ExpandedSecretKey::from(seed);
         raw_sign::<Sha512>(&expanded, data, &self.verifying).to_bytes()
     }
