@@ -80,6 +80,8 @@ fn kill_after(child: &mut Child, delay_us: u64) -> bool {
 struct Tally {
     runs: u32,
     killed: u32,
+    /// Kills that left a temporary file: they landed inside a write.
+    mid_write: u32,
     old: u32,
     new: u32,
 }
@@ -111,6 +113,9 @@ fn kill_loop(
         if kill_after(&mut child, delay) {
             tally.killed += 1;
         }
+        if has_temp_file(&env.keystore) {
+            tally.mid_write += 1;
+        }
 
         let with_old = open_names(&env.keystore, &passphrases.0);
         let with_new = if changes_passphrase { open_names(&env.keystore, &passphrases.1) } else { Err(String::new()) };
@@ -133,6 +138,10 @@ fn kill_loop(
         }
     }
     tally
+}
+
+fn has_temp_file(dir: &Path) -> bool {
+    std::fs::read_dir(dir).unwrap().any(|entry| entry.unwrap().file_name().to_string_lossy().starts_with(".keystore.tmp-"))
 }
 
 fn with_name(names: &BTreeSet<String>, name: String) -> BTreeSet<String> {
@@ -226,6 +235,9 @@ fn sigkill_daemon_during_keygen() {
         tally.runs += 1;
         if status.code().is_none() {
             tally.killed += 1;
+        }
+        if has_temp_file(&env.keystore) {
+            tally.mid_write += 1;
         }
         std::mem::forget(daemon);
 

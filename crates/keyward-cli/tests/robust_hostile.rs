@@ -11,10 +11,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Env;
-use robust_support::{as_uid, closed_by_peer, exchange, frame, serves, wait_until, REQUEST_IDENTITIES};
+use robust_support::{as_user, closed_by_peer, exchange, frame, serves, wait_until, REQUEST_IDENTITIES};
 
 const OTHER_UID: u32 = 2001;
 const THIRD_UID: u32 = 2002;
+/// The service socket's group in the cap test, given to both other uids.
+const SOCKET_GROUP: u32 = 2001;
 
 /// A keystore with one key and a configuration file, before the daemon.
 fn env_with_config(config: &str) -> Env {
@@ -41,7 +43,7 @@ fn open_fds(pid: u32) -> usize {
 #[test]
 fn connection_caps_reject_and_recover() {
     let env = env_with_config(&format!(
-        "[daemon]\nsocket_group = {OTHER_UID}\nmax_connections = 5\nmax_connections_per_uid = 3\n"
+        "[daemon]\nsocket_group = {SOCKET_GROUP}\nmax_connections = 5\nmax_connections_per_uid = 3\n"
     ));
     let daemon = env.start_daemon();
     env.unseal();
@@ -55,9 +57,9 @@ fn connection_caps_reject_and_recover() {
 
     // Another uid still gets in, up to the global cap of five.
     let socket_for_other = socket.clone();
-    let others: Vec<UnixStream> = as_uid(OTHER_UID, move || (0..2).map(|_| served_connection(&socket_for_other)).collect());
+    let others: Vec<UnixStream> = as_user(OTHER_UID, SOCKET_GROUP, move || (0..2).map(|_| served_connection(&socket_for_other)).collect());
     let socket_for_third = socket.clone();
-    let rejected = as_uid(THIRD_UID, move || {
+    let rejected = as_user(THIRD_UID, SOCKET_GROUP, move || {
         let mut stream = UnixStream::connect(&socket_for_third).unwrap();
         closed_by_peer(&mut stream, Duration::from_secs(5))
     });
@@ -68,7 +70,7 @@ fn connection_caps_reject_and_recover() {
     let socket_for_third = socket.clone();
     assert!(wait_until(Duration::from_secs(5), move || {
         let socket = socket_for_third.clone();
-        as_uid(THIRD_UID, move || robust_support::request(&socket, REQUEST_IDENTITIES, Duration::from_secs(2)).is_some())
+        as_user(THIRD_UID, SOCKET_GROUP, move || robust_support::request(&socket, REQUEST_IDENTITIES, Duration::from_secs(2)).is_some())
     }));
 
     let log = daemon.log_text();

@@ -105,6 +105,7 @@ fn unseal_tampered(base: &Env, tampered: &[u8], production_kdf: bool) -> (String
     let output = env.run_with_passphrase(&["unseal"]);
     let elapsed = started.elapsed();
     assert!(!output.status.success(), "unseal of a tampered keystore succeeded");
+    assert!(!stderr(&output).contains("no Keyward daemon"), "{}\nlog:\n{}", stderr(&output), daemon.log_text());
     assert_eq!(state(&env.agent_socket()), Some("sealed"), "the daemon stays sealed and serving");
     drop(daemon);
     (stderr(&output), elapsed)

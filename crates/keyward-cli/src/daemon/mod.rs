@@ -90,8 +90,10 @@ pub fn run(context: &Context, args: DaemonArgs) -> Result<()> {
     // access is checked by peer credentials alone; otherwise the mode
     // admits only root and the daemon's user.
     let admin_mode = if config.daemon.admins.is_empty() { 0o600 } else { 0o666 };
-    let agent_socket = dir.bind(AGENT_SOCKET, agent_mode, socket_group)?;
+    // The admin socket first: whoever sees the service socket appear may
+    // at once send an admin request (`keyward unseal` right after start).
     let admin_socket = dir.bind(ADMIN_SOCKET, admin_mode, None)?;
+    let agent_socket = dir.bind(AGENT_SOCKET, agent_mode, socket_group)?;
 
     for rule in &config.keys {
         if !public.iter().any(|key| key.meta.name == rule.name) {

@@ -109,14 +109,14 @@ impl Rng {
     }
 }
 
-/// Runs `work` on a new thread whose credentials are `uid`/`uid` with no
+/// Runs `work` on a new thread whose credentials are `uid` and `gid` with no
 /// supplementary groups. Linux keeps credentials per thread underneath the
 /// C library, so connections made on that thread carry `uid` as their peer
 /// credentials while the rest of the test stays root.
-pub fn as_uid<T: Send + 'static>(uid: u32, work: impl FnOnce() -> T + Send + 'static) -> T {
+pub fn as_user<T: Send + 'static>(uid: u32, gid: u32, work: impl FnOnce() -> T + Send + 'static) -> T {
     std::thread::spawn(move || {
         rustix::thread::set_thread_groups(&[]).expect("drop supplementary groups (needs root)");
-        rustix::thread::set_thread_res_gid(rustix::process::Gid::from_raw(uid), rustix::process::Gid::from_raw(uid), rustix::process::Gid::from_raw(uid))
+        rustix::thread::set_thread_res_gid(rustix::process::Gid::from_raw(gid), rustix::process::Gid::from_raw(gid), rustix::process::Gid::from_raw(gid))
             .expect("set the thread's gid (needs root)");
         rustix::thread::set_thread_res_uid(rustix::process::Uid::from_raw(uid), rustix::process::Uid::from_raw(uid), rustix::process::Uid::from_raw(uid))
             .expect("set the thread's uid (needs root)");
