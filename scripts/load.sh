@@ -77,7 +77,7 @@ echo "load: ${seconds} s against pid $daemon_pid ($profile build)"
 
 echo "daemon: $(grep -c 'connection rejected' "$work/daemon.log" || true) rate-limited rejection lines," \
     "$(grep -c '"connection-closed"' "$work/daemon.log" || true) connection-closed audit lines," \
-    "peak descriptors $(ls /proc/"$daemon_pid"/fd | wc -l) at the end"
+    "$(ls /proc/"$daemon_pid"/fd | wc -l) descriptors open at the end"
 if ! kill -0 "$daemon_pid" 2>/dev/null; then
     echo "load: the daemon died; log:" >&2
     tail -20 "$work/daemon.log" >&2
