@@ -90,8 +90,8 @@ pub fn run(context: &Context, args: DaemonArgs) -> Result<()> {
     // access is checked by peer credentials alone; otherwise the mode
     // admits only root and the daemon's user.
     let admin_mode = if config.daemon.admins.is_empty() { 0o600 } else { 0o666 };
-    // The admin socket first: whoever sees the service socket appear may
-    // at once send an admin request (`keyward unseal` right after start).
+    // The admin socket first, because a client that sees the service socket
+    // appear may send an admin request at once (`keyward unseal` after start).
     let admin_socket = dir.bind(ADMIN_SOCKET, admin_mode, None)?;
     let agent_socket = dir.bind(AGENT_SOCKET, agent_mode, socket_group)?;
 
@@ -228,7 +228,7 @@ fn idle_limit(state: &DaemonState) -> Option<Duration> {
 }
 
 /// Admin-socket connections open at once. Admin commands are few and
-/// short, and non-admins are answered and closed at once.
+/// short, and a non-admin gets an error reply and is closed at once.
 const ADMIN_MAX_CONNECTIONS: usize = 64;
 
 /// How often a rejected connection or a failed accept is logged; the ones
