@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Long fuzz runs: each target in turn for SECONDS (default 600), keeping
-# what it finds in fuzz/corpus/TARGET (not checked in beyond the seeds;
-# `git status` shows the additions) and crashes in fuzz/artifacts/TARGET.
+# Long fuzz runs: each target in turn for SECONDS (default 600). The corpus
+# grows in target/fuzz/corpus/TARGET (under CARGO_TARGET_DIR when set),
+# starting from the checked-in seeds; crashes land in fuzz/artifacts/TARGET.
 #
 # Usage: scripts/fuzz-long.sh [SECONDS] [TARGET...]
 # FUZZ_JOBS=N runs N targets at once (default 1).

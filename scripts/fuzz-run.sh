@@ -29,12 +29,13 @@ status=0
 run_one() {
     local target=$1 corpus
     if [ -n "${FUZZ_KEEP_CORPUS:-}" ]; then
-        corpus="corpus/$target"
+        # Long runs grow a corpus next to the build, outside the repository.
+        corpus="$target_dir/corpus/$target"
+        mkdir -p "$corpus"
     else
-        # Smoke runs leave the checked-in seeds as they are.
         corpus=$(mktemp -d)
-        cp -r "corpus/$target/." "$corpus/"
     fi
+    cp -r "corpus/$target/." "$corpus/"
     if cargo fuzz run -s "$sanitizer" -a --target-dir "$target_dir" "$target" "$corpus" -- \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 >"$logs/$target" 2>&1; then
         local runs

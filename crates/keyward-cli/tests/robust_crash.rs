@@ -59,7 +59,7 @@ fn spawn(env: &Env, args: &str, passphrase: &str, new_passphrase: Option<&str>) 
         .unwrap()
 }
 
-/// How long one uninterrupted run takes, in microseconds.
+/// Measures one uninterrupted run, in microseconds.
 fn measure(env: &Env, args: &str, passphrase: &str, new_passphrase: Option<&str>) -> u64 {
     let started = Instant::now();
     let status = spawn(env, args, passphrase, new_passphrase).wait().unwrap();

@@ -18,7 +18,7 @@ const THIRD_UID: u32 = 2002;
 /// The service socket's group in the cap test, given to both other uids.
 const SOCKET_GROUP: u32 = 2001;
 
-/// A keystore with one key and a configuration file, before the daemon.
+/// Creates a keystore with one key and a configuration file, before the daemon.
 fn env_with_config(config: &str) -> Env {
     let env = Env::new();
     env.init();
@@ -27,7 +27,7 @@ fn env_with_config(config: &str) -> Env {
     env
 }
 
-/// A connection that has been served once, so the daemon has accepted it.
+/// Opens a connection and has it served once, so the daemon has accepted it.
 fn served_connection(socket: &std::path::Path) -> UnixStream {
     let mut stream = UnixStream::connect(socket).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -166,7 +166,7 @@ fn thousands_of_vanishing_clients_leave_daemon_healthy() {
 #[test]
 fn writing_to_closed_client_does_not_kill() {
     // Control: an ordinary process with the default SIGPIPE action dies
-    // when it writes to a pipe nobody reads.
+    // when it writes to a pipe with no reader.
     let mut yes = Command::new("yes").stdout(Stdio::piped()).spawn().unwrap();
     drop(yes.stdout.take());
     assert_eq!(yes.wait().unwrap().signal(), Some(13), "`yes` dies of SIGPIPE");

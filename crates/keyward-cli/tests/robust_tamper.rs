@@ -73,7 +73,7 @@ fn entries(bytes: &[u8]) -> Vec<EntryLayout> {
     layouts
 }
 
-/// A keystore with three keys, and the file as it was before the third.
+/// Creates a keystore with three keys; returns it and its file as it was before the third.
 fn base() -> (Env, Vec<u8>) {
     let env = Env::new();
     env.init();

@@ -21,7 +21,7 @@ struct Counts {
     by_uid: HashMap<u32, usize>,
 }
 
-/// Why a connection was rejected.
+/// The reason a connection was rejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rejection {
     TooManyConnections,

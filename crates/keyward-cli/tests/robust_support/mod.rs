@@ -40,7 +40,7 @@ pub fn exchange(stream: &mut UnixStream, body: &[u8]) -> std::io::Result<Vec<u8>
     Ok(reply)
 }
 
-/// One request on a fresh connection, with a timeout; `None` on any failure.
+/// Sends one request on a fresh connection, with a timeout. Returns `None` on any failure.
 pub fn request(socket: &Path, body: &[u8], timeout: Duration) -> Option<Vec<u8>> {
     let mut stream = UnixStream::connect(socket).ok()?;
     stream.set_read_timeout(Some(timeout)).ok()?;
@@ -48,12 +48,12 @@ pub fn request(socket: &Path, body: &[u8], timeout: Duration) -> Option<Vec<u8>>
     exchange(&mut stream, body).ok()
 }
 
-/// Whether the daemon lists its keys on a fresh connection.
+/// Checks that the daemon lists its keys on a fresh connection.
 pub fn serves(socket: &Path) -> bool {
     request(socket, REQUEST_IDENTITIES, Duration::from_secs(10)).is_some_and(|reply| reply.first() == Some(&IDENTITIES_ANSWER))
 }
 
-/// The daemon's state from `status@keyward`: "sealed" or "unsealed".
+/// Returns the daemon's state from `status@keyward`: "sealed" or "unsealed".
 pub fn state(socket: &Path) -> Option<&'static str> {
     let reply = request(socket, &status_request(), Duration::from_secs(10))?;
     match reply.last() {
@@ -63,7 +63,7 @@ pub fn state(socket: &Path) -> Option<&'static str> {
     }
 }
 
-/// Polls `condition` every 20 ms until it holds or `limit` passes.
+/// Polls `condition` every 20 ms until it is true or `limit` passes.
 pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     loop {
@@ -103,7 +103,7 @@ impl Rng {
         self.0
     }
 
-    /// A number in `0..bound`.
+    /// Returns a number in `0..bound`.
     pub fn below(&mut self, bound: u64) -> u64 {
         self.next() % bound
     }
@@ -126,7 +126,7 @@ pub fn as_user<T: Send + 'static>(uid: u32, gid: u32, work: impl FnOnce() -> T +
     .expect("the thread running as another uid panicked")
 }
 
-/// Whether the daemon closed `stream` without a reply within `limit`.
+/// Checks that the daemon closes `stream` without a reply within `limit`.
 pub fn closed_by_peer(stream: &mut UnixStream, limit: Duration) -> bool {
     stream.set_read_timeout(Some(limit)).unwrap();
     let mut byte = [0u8; 1];
