@@ -181,7 +181,16 @@ fn sigkill_during_offline_writes() {
     );
     eprintln!("import: {import:?}");
 
-    // Each run removes the first key left over from keygen and import.
+    // Each run removes the first key left over from keygen and import;
+    // top up first when kills left fewer keys than runs.
+    let existing = open_names(&env.keystore, &passphrases.0).unwrap().len();
+    for extra in existing..62 {
+        let output = env.run_with_input(
+            &["keygen", "--type", "ed25519", "--name", &format!("extra{extra}"), "--passphrase-fd", "0"],
+            passphrases.0.as_bytes(),
+        );
+        common::assert_success(&output, "keygen of a key to remove");
+    }
     let remove = kill_loop(
         &env,
         &mut rng,
