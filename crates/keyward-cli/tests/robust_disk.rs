@@ -101,7 +101,10 @@ fn keygen_fsyncs_file_then_renames_then_fsyncs_directory() {
         (line.contains("fsync(") || line.contains("fdatasync(")) && line.contains("/.keystore.tmp-") && line.ends_with("= 0")
     });
     let rename = position("rename onto the keystore", &|line| {
-        line.contains("rename") && line.contains(".keystore.tmp-") && line.contains(&format!("{keystore_dir}/keystore")) && line.ends_with("= 0")
+        line.contains("rename")
+            && line.contains(".keystore.tmp-")
+            && line.contains(&format!("{keystore_dir}/keystore"))
+            && line.ends_with("= 0")
     });
     let dir_sync = position("fsync of the keystore directory", &|line| {
         line.contains("fsync(") && line.contains(&format!("<{keystore_dir}>")) && line.ends_with("= 0")

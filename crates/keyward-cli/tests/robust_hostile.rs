@@ -42,9 +42,7 @@ fn open_fds(pid: u32) -> usize {
 
 #[test]
 fn connection_caps_reject_and_recover() {
-    let env = env_with_config(&format!(
-        "[daemon]\nsocket_group = {SOCKET_GROUP}\nmax_connections = 5\nmax_connections_per_uid = 3\n"
-    ));
+    let env = env_with_config(&format!("[daemon]\nsocket_group = {SOCKET_GROUP}\nmax_connections = 5\nmax_connections_per_uid = 3\n"));
     let daemon = env.start_daemon();
     env.unseal();
     let socket = env.agent_socket();

@@ -215,4 +215,3 @@ fn changed_public_key_or_validity_rejected() {
     validity[layout[1].not_after.clone()].copy_from_slice(&4_000_000_000u64.to_be_bytes());
     check("validity", &base, validity, "modified or corrupted");
 }
-

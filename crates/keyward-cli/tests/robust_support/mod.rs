@@ -116,10 +116,18 @@ impl Rng {
 pub fn as_user<T: Send + 'static>(uid: u32, gid: u32, work: impl FnOnce() -> T + Send + 'static) -> T {
     std::thread::spawn(move || {
         rustix::thread::set_thread_groups(&[]).expect("drop supplementary groups (needs root)");
-        rustix::thread::set_thread_res_gid(rustix::process::Gid::from_raw(gid), rustix::process::Gid::from_raw(gid), rustix::process::Gid::from_raw(gid))
-            .expect("set the thread's gid (needs root)");
-        rustix::thread::set_thread_res_uid(rustix::process::Uid::from_raw(uid), rustix::process::Uid::from_raw(uid), rustix::process::Uid::from_raw(uid))
-            .expect("set the thread's uid (needs root)");
+        rustix::thread::set_thread_res_gid(
+            rustix::process::Gid::from_raw(gid),
+            rustix::process::Gid::from_raw(gid),
+            rustix::process::Gid::from_raw(gid),
+        )
+        .expect("set the thread's gid (needs root)");
+        rustix::thread::set_thread_res_uid(
+            rustix::process::Uid::from_raw(uid),
+            rustix::process::Uid::from_raw(uid),
+            rustix::process::Uid::from_raw(uid),
+        )
+        .expect("set the thread's uid (needs root)");
         work()
     })
     .join()
