@@ -118,7 +118,17 @@ pub struct DaemonConfig {
     pub audit_fail_closed: bool,
     pub idle_seal_minutes: u64,
     pub allow_sha1: bool,
+    /// Service-socket connections open at once, from all users; more are
+    /// accepted and closed at once.
+    pub max_connections: usize,
+    /// Service-socket connections open at once from one uid.
+    pub max_connections_per_uid: usize,
 }
+
+/// Default of `max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Default of `max_connections_per_uid`.
+pub const DEFAULT_MAX_CONNECTIONS_PER_UID: usize = 256;
 
 impl Default for DaemonConfig {
     fn default() -> Self {
@@ -130,6 +140,8 @@ impl Default for DaemonConfig {
             audit_fail_closed: true,
             idle_seal_minutes: 0,
             allow_sha1: false,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_uid: DEFAULT_MAX_CONNECTIONS_PER_UID,
         }
     }
 }
@@ -196,6 +208,8 @@ struct RawDaemon {
     audit_fail_closed: Option<bool>,
     idle_seal_minutes: Option<u64>,
     allow_sha1: Option<bool>,
+    max_connections: Option<Spanned<usize>>,
+    max_connections_per_uid: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize)]
@@ -260,6 +274,17 @@ impl Config {
             }
             config.daemon.idle_seal_minutes = daemon.idle_seal_minutes.unwrap_or(0);
             config.daemon.allow_sha1 = daemon.allow_sha1.unwrap_or(false);
+            for (setting, value, target) in [
+                ("max_connections", daemon.max_connections, &mut config.daemon.max_connections),
+                ("max_connections_per_uid", daemon.max_connections_per_uid, &mut config.daemon.max_connections_per_uid),
+            ] {
+                if let Some(value) = value {
+                    if *value.get_ref() == 0 {
+                        return Err(at(value.span().start, format!("{setting} must be at least 1")));
+                    }
+                    *target = value.into_inner();
+                }
+            }
         }
 
         for spanned in raw.key {
@@ -410,5 +435,23 @@ anon_from = "Anonymous <nobody@remailer.example>"
     fn second_rule_for_a_key_is_an_error() {
         let error = Config::parse("[[key]]\nname = \"k\"\noperations = []\n\n[[key]]\nname = \"k\"\noperations = []\n").unwrap_err();
         assert_eq!(error.line, Some(5), "{error}");
+    }
+
+    #[test]
+    fn connection_caps_default_and_parse() {
+        let defaults = Config::parse("").unwrap();
+        assert_eq!(defaults.daemon.max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(defaults.daemon.max_connections_per_uid, DEFAULT_MAX_CONNECTIONS_PER_UID);
+
+        let config = Config::parse("[daemon]\nmax_connections = 10\nmax_connections_per_uid = 3\n").unwrap();
+        assert_eq!(config.daemon.max_connections, 10);
+        assert_eq!(config.daemon.max_connections_per_uid, 3);
+    }
+
+    #[test]
+    fn connection_cap_of_zero_is_rejected() {
+        let error = Config::parse("[daemon]\nmax_connections_per_uid = 0\n").unwrap_err();
+        assert_eq!(error.line, Some(2), "{error}");
+        assert!(error.message.contains("max_connections_per_uid must be at least 1"), "{error}");
     }
 }

@@ -2,6 +2,7 @@
 
 mod audit;
 mod connection;
+mod limits;
 mod sockets;
 mod state;
 mod status;
@@ -89,8 +90,10 @@ pub fn run(context: &Context, args: DaemonArgs) -> Result<()> {
     // access is checked by peer credentials alone; otherwise the mode
     // admits only root and the daemon's user.
     let admin_mode = if config.daemon.admins.is_empty() { 0o600 } else { 0o666 };
-    let agent_socket = dir.bind(AGENT_SOCKET, agent_mode, socket_group)?;
+    // The admin socket first, because a client that sees the service socket
+    // appear may send an admin request at once (`keyward unseal` after start).
     let admin_socket = dir.bind(ADMIN_SOCKET, admin_mode, None)?;
+    let agent_socket = dir.bind(AGENT_SOCKET, agent_mode, socket_group)?;
 
     for rule in &config.keys {
         if !public.iter().any(|key| key.meta.name == rule.name) {
@@ -98,6 +101,7 @@ pub fn run(context: &Context, args: DaemonArgs) -> Result<()> {
         }
     }
 
+    raise_file_limit(config.daemon.max_connections);
     let service = Service::new(policy, public, audit.clone());
     let state = Arc::new(DaemonState::new(
         service,
@@ -184,15 +188,34 @@ async fn serve(state: Arc<DaemonState>, agent: std::os::unix::net::UnixListener,
     let mut hangup = signal(SignalKind::hangup()).map_err(signal_error)?;
     let mut user1 = signal(SignalKind::user_defined1()).map_err(signal_error)?;
     let mut idle_check = tokio::time::interval(Duration::from_secs(1));
+    let agent_counts = Arc::new(limits::ConnectionCounts::default());
+    let admin_counts = Arc::new(limits::ConnectionCounts::default());
 
     loop {
         tokio::select! {
             accepted = agent.accept() => match accepted {
-                Ok((stream, _)) => { tokio::spawn(connection::serve_agent(stream, state.clone())); }
+                Ok((stream, _)) => {
+                    let (max_total, max_per_uid) = connection_caps(&state);
+                    if let Some(slot) = admit(&state, &agent_counts, &stream, max_total, max_per_uid, "service") {
+                        let state = state.clone();
+                        tokio::spawn(async move {
+                            let _slot = slot;
+                            connection::serve_agent(stream, state).await;
+                        });
+                    }
+                }
                 Err(error) => accept_failed(error).await,
             },
             accepted = admin.accept() => match accepted {
-                Ok((stream, _)) => { tokio::spawn(connection::serve_admin(stream, state.clone())); }
+                Ok((stream, _)) => {
+                    if let Some(slot) = admit(&state, &admin_counts, &stream, ADMIN_MAX_CONNECTIONS, ADMIN_MAX_CONNECTIONS, "admin") {
+                        let state = state.clone();
+                        tokio::spawn(async move {
+                            let _slot = slot;
+                            connection::serve_admin(stream, state).await;
+                        });
+                    }
+                }
                 Err(error) => accept_failed(error).await,
             },
             _ = terminate.recv() => { tracing::info!("SIGTERM: sealing and stopping"); return Ok(()); }
@@ -227,11 +250,96 @@ fn idle_limit(state: &DaemonState) -> Option<Duration> {
     (minutes > 0).then(|| Duration::from_secs(minutes * 60))
 }
 
+/// Admin-socket connections open at once. Admin commands are few and
+/// short, and a non-admin gets an error reply and is closed at once.
+const ADMIN_MAX_CONNECTIONS: usize = 64;
+
+/// How often a rejected connection or a failed accept is logged; the ones
+/// in between are counted in the next line.
+const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+
+static ACCEPT_ERRORS: limits::RateLimit = limits::RateLimit::new(REPORT_INTERVAL);
+/// One limit for each [`limits::Rejection`], so one reason cannot hide the other.
+static REJECTIONS: [limits::RateLimit; 2] = [limits::RateLimit::new(REPORT_INTERVAL), limits::RateLimit::new(REPORT_INTERVAL)];
+
+fn connection_caps(state: &DaemonState) -> (usize, usize) {
+    let config = state.config.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    (config.daemon.max_connections, config.daemon.max_connections_per_uid)
+}
+
+/// Takes a connection slot for the peer of `stream`, or closes the stream
+/// (by dropping it) when a cap is reached or the peer is unknown.
+fn admit(
+    state: &DaemonState,
+    counts: &Arc<limits::ConnectionCounts>,
+    stream: &tokio::net::UnixStream,
+    max_total: usize,
+    max_per_uid: usize,
+    socket: &'static str,
+) -> Option<limits::Slot> {
+    let uid = match stream.peer_cred() {
+        Ok(credentials) => credentials.uid(),
+        Err(error) => {
+            tracing::warn!(%error, socket, "cannot read the peer credentials; closing the connection");
+            return None;
+        }
+    };
+    match counts.acquire(uid, max_total, max_per_uid) {
+        Ok(slot) => Some(slot),
+        Err(rejection) => {
+            if let Some(suppressed) = REJECTIONS[rejection as usize].check(Instant::now()) {
+                tracing::warn!(
+                    uid,
+                    socket,
+                    reason = rejection.as_str(),
+                    open = counts.total(),
+                    max_connections = max_total,
+                    max_connections_per_uid = max_per_uid,
+                    rejected_since_last_report = suppressed,
+                    "connection rejected: too many open connections"
+                );
+                let mut event = AuditEvent::new("refused");
+                event.uid = Some(uid);
+                event.operation = Some("connect");
+                event.reason = Some(rejection.as_str());
+                state.audit.record(&event);
+            }
+            None
+        }
+    }
+}
+
 /// Keeps serving after an accept error (out of file descriptors, say),
 /// pausing briefly so a full descriptor table does not spin the loop.
 async fn accept_failed(error: std::io::Error) {
-    tracing::warn!(%error, "accept failed; retrying shortly");
+    if let Some(suppressed) = ACCEPT_ERRORS.check(Instant::now()) {
+        tracing::warn!(%error, failed_since_last_report = suppressed, "accept failed; retrying shortly");
+    }
     tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+/// Raises the soft limit on open files to the hard limit, so the
+/// connection caps, not the descriptor table, bound the connections.
+fn raise_file_limit(max_connections: usize) {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let raised = rustix::process::Rlimit { current: limit.maximum, maximum: limit.maximum };
+    let current = match rustix::process::setrlimit(rustix::process::Resource::Nofile, raised) {
+        Ok(()) => limit.maximum,
+        Err(error) => {
+            tracing::warn!(%error, "cannot raise the limit on open files");
+            limit.current
+        }
+    };
+    if let Some(current) = current {
+        // Some descriptors go to the runtime, the audit log and the keystore.
+        if current < max_connections as u64 + 64 {
+            tracing::warn!(
+                open_files_limit = current,
+                max_connections,
+                "the limit on open files is below max_connections; connections past it fail until others close"
+            );
+        }
+    }
 }
 
 /// Tells a waiting parent how start-up went.
