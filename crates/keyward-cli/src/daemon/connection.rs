@@ -18,6 +18,9 @@ use zeroize::{Zeroize, Zeroizing};
 use super::state::{DaemonState, Failure};
 use crate::context;
 
+/// Limits `connection-closed` audit lines to one a second.
+static BROKEN_FRAMES: super::limits::RateLimit = super::limits::RateLimit::new(Duration::from_secs(1));
+
 /// How long the rest of a frame may take once its first byte arrived. A
 /// client that starts a frame and stalls loses its connection instead of
 /// holding it forever.
@@ -261,9 +264,15 @@ pub async fn serve_agent(mut stream: UnixStream, state: Arc<DaemonState>) {
     let mut closing: Option<&'static str> = None;
 
     let broken = |connection: &Connection, why: &'static str| {
+        // A hostile client can break frames as fast as it can connect, so
+        // at most one line a second goes to the audit trail.
+        let Some(held_back) = BROKEN_FRAMES.check(std::time::Instant::now()) else { return };
         let mut event = AuditEvent::new("connection-closed").peer(&connection.peer);
         event.reason = Some(why);
         state.audit.record(&event);
+        if held_back > 0 {
+            tracing::warn!(held_back, "connection-closed audit lines held back in the last second");
+        }
     };
 
     loop {
