@@ -2,6 +2,7 @@
 
 mod audit;
 mod connection;
+mod sleep;
 mod sockets;
 mod state;
 mod status;
@@ -184,6 +185,7 @@ async fn serve(state: Arc<DaemonState>, agent: std::os::unix::net::UnixListener,
     let mut hangup = signal(SignalKind::hangup()).map_err(signal_error)?;
     let mut user1 = signal(SignalKind::user_defined1()).map_err(signal_error)?;
     let mut idle_check = tokio::time::interval(Duration::from_secs(1));
+    tokio::spawn(sleep::watch(state.clone()));
 
     loop {
         tokio::select! {
