@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(openssh-client openssh-server age faketime strace systemd util-linux procps python3)
+packages=(openssh-client openssh-server age faketime strace systemd dbus util-linux procps python3)
 
 install_packages() {
     local missing=()

@@ -3,6 +3,7 @@
 mod audit;
 mod connection;
 mod limits;
+mod sleep;
 mod sockets;
 mod state;
 mod status;
@@ -190,6 +191,7 @@ async fn serve(state: Arc<DaemonState>, agent: std::os::unix::net::UnixListener,
     let mut idle_check = tokio::time::interval(Duration::from_secs(1));
     let agent_counts = Arc::new(limits::ConnectionCounts::default());
     let admin_counts = Arc::new(limits::ConnectionCounts::default());
+    tokio::spawn(sleep::watch(state.clone()));
 
     loop {
         tokio::select! {
