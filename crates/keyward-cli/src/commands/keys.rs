@@ -117,23 +117,10 @@ pub fn keygen(
     }
 
     let (mut unlocked, _entries) = open(&dir, source)?;
-    let generated = generate::generate(key_type).map_err(|error| CliError::failed(error.to_string()));
-    keyward_protect::scrub_stack();
-    let generated = generated?;
-    let attributes = keyward::mixmaster::key_attributes(&generated.public_blob);
-    let meta = EntryMeta {
-        name: name.to_owned(),
-        key_type: key_type.to_string(),
-        purpose: purpose.to_string(),
-        public_key: generated.public_blob,
-        comment: comment.to_owned(),
-        created: context::now(),
-        not_before,
-        not_after,
-        attributes,
-    };
-    let fingerprint = keyward::keys::fingerprint(&meta.public_key);
-    unlocked.add(vec![Entry { meta, private: generated.private }])?;
+    let spec = generate::KeySpec { key_type, purpose, name, comment, created: context::now(), not_before, not_after };
+    let entry = generate::generate_entry(&spec).map_err(|error| CliError::failed(error.to_string()))?;
+    let fingerprint = keyward::keys::fingerprint(&entry.meta.public_key);
+    unlocked.add(vec![entry])?;
     notify_sealed_daemon(context, &dir);
     println!("{name} {key_type} {fingerprint}");
     Ok(())

@@ -277,23 +277,18 @@ impl DaemonState {
         let key_type = KeyType::parse(key_type).map_err(|error| Failure::failed(error.to_string()))?;
         let purpose = Purpose::parse(purpose).map_err(|error| Failure::failed(error.to_string()))?;
         key_type.check_purpose(purpose).map_err(|error| Failure::failed(error.to_string()))?;
-        let generated = generate::generate(key_type).map_err(|error| Failure::failed(error.to_string()));
-        keyward_protect::scrub_stack();
-        let generated = generated?;
-        let attributes = keyward::mixmaster::key_attributes(&generated.public_blob);
-        let meta = EntryMeta {
-            name: name.to_owned(),
-            key_type: key_type.to_string(),
-            purpose: purpose.to_string(),
-            public_key: generated.public_blob,
-            comment: comment.to_owned(),
+        let spec = generate::KeySpec {
+            key_type,
+            purpose,
+            name,
+            comment,
             created: context::now(),
             not_before: (not_before != 0).then_some(not_before),
             not_after: (not_after != 0).then_some(not_after),
-            attributes,
         };
-        let fingerprint = keyward::keys::fingerprint(&meta.public_key);
-        self.change(|unlocked| unlocked.add(vec![Entry { meta, private: generated.private }]))?;
+        let entry = generate::generate_entry(&spec).map_err(|error| Failure::failed(error.to_string()))?;
+        let fingerprint = keyward::keys::fingerprint(&entry.meta.public_key);
+        self.change(|unlocked| unlocked.add(vec![entry]))?;
         self.lifecycle("key-generated", None);
         tracing::info!(key = name, %fingerprint, "generated a key");
         Ok(fingerprint)

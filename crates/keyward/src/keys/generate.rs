@@ -6,7 +6,8 @@ use p256::elliptic_curve::sec1::ToEncodedPoint;
 use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
 
-use super::{ecdsa, ed25519, rsa, KeyError, KeyType};
+use super::{ecdsa, ed25519, rsa, KeyError, KeyType, Purpose};
+use crate::keystore::{Entry, EntryMeta};
 use crate::secret::SecretBuf;
 
 /// A generated key: its public-key blob and its private encoding as the
@@ -14,6 +15,41 @@ use crate::secret::SecretBuf;
 pub struct GeneratedKey {
     pub public_blob: Vec<u8>,
     pub private: SecretBuf,
+}
+
+/// The metadata of a key to generate, as `keygen` and the daemon take it.
+pub struct KeySpec<'a> {
+    pub key_type: KeyType,
+    pub purpose: Purpose,
+    pub name: &'a str,
+    pub comment: &'a str,
+    /// Seconds since the epoch.
+    pub created: u64,
+    pub not_before: Option<u64>,
+    pub not_after: Option<u64>,
+}
+
+/// Generates a key and builds its keystore entry, with the Mixmaster key-ID
+/// attribute for Mixmaster keys.
+pub fn generate_entry(spec: &KeySpec<'_>) -> Result<Entry, KeyError> {
+    let generated = generate(spec.key_type);
+    // Generation leaves copies of the private key in the frames it returned
+    // from; wipe them before going on.
+    keyward_protect::scrub_stack();
+    let generated = generated?;
+
+    let meta = EntryMeta {
+        name: spec.name.to_owned(),
+        key_type: spec.key_type.to_string(),
+        purpose: spec.purpose.to_string(),
+        attributes: crate::mixmaster::key_attributes(&generated.public_blob),
+        public_key: generated.public_blob,
+        comment: spec.comment.to_owned(),
+        created: spec.created,
+        not_before: spec.not_before,
+        not_after: spec.not_after,
+    };
+    Ok(Entry { meta, private: generated.private })
 }
 
 /// Generates a key of `key_type`.
