@@ -130,7 +130,7 @@ pub enum Command {
     Seal,
     /// Re-read the configuration without sealing (admin socket)
     Reload,
-    /// Show the daemon's state; exits 0 when unsealed, 4 when sealed, 3 when no daemon answers
+    /// Show the daemon's state; exits 0 when unsealed, 4 when sealed, 3 when no daemon is reachable
     Status {
         #[arg(long)]
         json: bool,

@@ -121,7 +121,7 @@ impl AgentClient {
         }
     }
 
-    /// Whether the daemon is sealed; every client may ask.
+    /// Returns whether the daemon is sealed. Every client may ask.
     pub fn status(&mut self) -> Result<State, ClientError> {
         match self.extension(extensions::STATUS, &[])? {
             Ok(body) => extensions::parse_status_body(&body).map_err(|error| ClientError::Protocol(error.to_string())),
@@ -152,7 +152,7 @@ impl AgentClient {
         }
     }
 
-    /// The keys this caller may use, with the operations it may use them for.
+    /// Lists the keys this caller may use, with the operations it may use them for.
     pub fn list(&mut self) -> Result<Vec<ListedKey>, ClientError> {
         match self.extension(extensions::LIST, &[])? {
             Ok(body) => extensions::parse_list_body(&body).map_err(|error| ClientError::Protocol(error.to_string())),

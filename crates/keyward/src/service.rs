@@ -160,7 +160,7 @@ impl Reply {
     }
 }
 
-/// A record for the audit trail. Never holds payloads or key bytes.
+/// A record for the audit trail. It never contains payloads or key bytes.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct AuditEvent<'a> {
     pub event: &'a str,
@@ -196,7 +196,7 @@ impl<'a> AuditEvent<'a> {
     }
 }
 
-/// Where audit events go. The daemon writes them as JSON lines.
+/// A destination for audit events. The daemon writes them as JSON lines.
 pub trait AuditSink: Send + Sync {
     /// Records a lifecycle event or a refusal.
     fn record(&self, event: &AuditEvent<'_>);
@@ -473,7 +473,7 @@ impl Service {
         &self.inner.audit
     }
 
-    /// The time since the last request on the service socket.
+    /// Returns the time since the last request on the service socket.
     pub fn idle_for(&self) -> Duration {
         let last = Duration::from_millis(self.inner.last_request.load(Ordering::Relaxed));
         self.inner.created.elapsed().saturating_sub(last)
@@ -712,7 +712,7 @@ impl Service {
         }
     }
 
-    /// The keys `peer` may use, with the operations it may use them for.
+    /// Lists the keys `peer` may use, with the operations it may use them for.
     pub fn list_for(&self, peer: &Peer) -> Vec<ListedKey> {
         let policy = self.inner.policy.load();
         let public = self.inner.public.load();

@@ -18,7 +18,7 @@ pub const BATCH: &str = "batch@keyward";
 /// The most items one `batch@keyward` request may hold.
 pub const MAX_BATCH_ITEMS: usize = 4096;
 
-/// Why an extension request failed.
+/// The reason an extension request failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub enum FailureCode {

@@ -115,7 +115,7 @@ fn is_host_key_data(data: &[u8]) -> bool {
     label == HOSTKEYS_PROVE && reader.string().is_ok() && reader.string().is_ok() && reader.finish().is_ok()
 }
 
-/// Why a signature was not made.
+/// The reason a signature was not made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SignRefusal {
     /// The key's purpose does not cover this data.
