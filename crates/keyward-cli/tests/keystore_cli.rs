@@ -151,6 +151,7 @@ fn try_start_daemon(env: &Env) -> Option<common::Daemon> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("the daemon neither served nor stopped within 20 s");
 }
 

@@ -278,6 +278,50 @@ fn answers_frame_sent_byte_by_byte() {
     assert_eq!(read_reply(&mut stream)[0], IDENTITIES_ANSWER);
 }
 
+/// Wake-ups of every thread of a process so far: the voluntary context
+/// switches the kernel counted, which anyone may read.
+fn wakeups(pid: u32) -> u64 {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let Ok(status) = std::fs::read_to_string(task.unwrap().path().join("status")) else { continue };
+        let count = status.lines().find_map(|line| line.strip_prefix("voluntary_ctxt_switches:")).expect("the status lists voluntary switches");
+        total += count.trim().parse::<u64>().unwrap();
+    }
+    total
+}
+
+/// A frame trickled in with pauses between its bytes gets its signature.
+/// Once the trickle shows, the daemon reads that connection after pauses
+/// of 10 to 80 ms instead of waking for every byte. The next whole request
+/// on the connection is then served as usual.
+#[test]
+fn trickled_frame_does_not_wake_daemon_per_byte() {
+    let (env, daemon) = Env::running(&[("ed25519", "ed")]);
+    let blob = public_blob(&env, "ed");
+    let mut stream = connect(&env);
+    let data = vec![0x5a; 3000];
+    let wire = frame(&sign_request(&blob, &data));
+
+    let before = wakeups(daemon.pid());
+    let began = std::time::Instant::now();
+    for byte in &wire {
+        stream.write_all(std::slice::from_ref(byte)).unwrap();
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    let reply = read_reply(&mut stream);
+    let elapsed = began.elapsed();
+    let woken = wakeups(daemon.pid()) - before;
+    assert_signs(&reply, &blob, &data);
+    // Paced, the daemon wakes for the first 10 ms of the frame, then at
+    // most once every 10 ms (possibly waking a second worker), and for the
+    // reply. Unpaced, it wakes about once for each of the 3,000+ bytes.
+    let bound = 3 * (elapsed.as_millis() as u64 / 10) + 250;
+    assert!(woken < bound, "{woken} wake-ups for {} bytes in {elapsed:?}; expected under {bound}", wire.len());
+
+    stream.write_all(&frame(&sign_request(&blob, b"whole"))).unwrap();
+    assert_signs(&read_reply(&mut stream), &blob, b"whole");
+}
+
 #[test]
 fn closes_connection_on_oversized_frame() {
     let (env, _daemon) = Env::running(&[("ed25519", "ed")]);

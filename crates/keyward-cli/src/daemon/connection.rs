@@ -85,6 +85,32 @@ const READ_CHUNK: usize = 8 * 1024;
 /// Above this, an input buffer left empty is given back.
 const KEEP_INPUT: usize = 64 * 1024;
 
+/// A frame still incomplete this long after its first byte, with nothing
+/// else of the connection in progress, is being trickled. From then on
+/// the connection is read after pauses of 10 ms, doubling up to 80 ms,
+/// each time taking everything that arrived, until that frame is
+/// complete. Meanwhile the socket is out of the runtime's poller and its
+/// bytes wait in the kernel. A client writing a byte at a time then wakes
+/// the daemon about a dozen times a second instead of once per byte. A
+/// client writing bytes as fast as it can blocks on its full socket
+/// buffer. A client that writes whole messages, even 256 KiB ones,
+/// usually finishes a frame well within 10 ms and is not paced.
+const TRICKLE_AFTER: Duration = Duration::from_millis(10);
+const TRICKLE_FIRST_PAUSE: Duration = Duration::from_millis(10);
+const TRICKLE_LONGEST_PAUSE: Duration = Duration::from_millis(80);
+
+/// Appends `data`, growing the buffer by hand: `Vec`'s own growth would
+/// free the old allocation without wiping it.
+fn extend_wiped(buffer: &mut Zeroizing<Vec<u8>>, data: &[u8]) {
+    let needed = buffer.len() + data.len();
+    if needed > buffer.capacity() {
+        let mut grown = Zeroizing::new(Vec::with_capacity(needed.max(buffer.capacity() * 2)));
+        grown.extend_from_slice(buffer);
+        *buffer = grown;
+    }
+    buffer.extend_from_slice(data);
+}
+
 /// Bytes a client sent that are not yet handled. Kept in memory that is
 /// wiped before it is freed or reused, also when it grows.
 struct Input {
@@ -120,15 +146,7 @@ impl Input {
             self.bytes.truncate(remaining);
             self.start = 0;
         }
-        let needed = self.bytes.len() + data.len();
-        if needed > self.bytes.capacity() {
-            // Grow by hand: Vec's own growth would free the old buffer
-            // without wiping it.
-            let mut grown = Zeroizing::new(Vec::with_capacity(needed.max(self.bytes.capacity() * 2)));
-            grown.extend_from_slice(&self.bytes);
-            self.bytes = grown;
-        }
-        self.bytes.extend_from_slice(data);
+        extend_wiped(&mut self.bytes, data);
     }
 
     /// Looks at the next frame; `Err` when its length is over `max`.
@@ -232,6 +250,38 @@ async fn oldest(pending: &mut VecDeque<Pending>) -> Vec<u8> {
     }
 }
 
+/// The outcome of reading a paced connection's socket.
+enum Drained {
+    /// Nothing more yet; the frame is still incomplete.
+    Waiting,
+    /// The frame is complete, or its length is over the limit.
+    Frame,
+    /// The client closed its end.
+    Closed,
+    /// Reading failed.
+    Failed,
+}
+
+/// Reads what a paced connection's socket holds, without waiting, until
+/// the frame in progress is complete or nothing is left.
+fn read_available(stream: &std::os::unix::net::UnixStream, chunk: &mut [u8], input: &mut Input) -> Drained {
+    use std::io::Read as _;
+    loop {
+        match (&*stream).read(chunk) {
+            Ok(0) => return Drained::Closed,
+            Ok(count) => {
+                input.extend(&chunk[..count]);
+                if !matches!(input.peek(MAX_FRAME), Ok(Frame::Incomplete)) {
+                    return Drained::Frame;
+                }
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return Drained::Waiting,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return Drained::Failed,
+        }
+    }
+}
+
 /// Serves one service-socket connection until the client leaves.
 ///
 /// Requests may be written back to back (pipelined). Parsing and policy
@@ -317,8 +367,9 @@ pub async fn serve_agent(mut stream: UnixStream, state: Arc<DaemonState>) {
                 Pending::Running(_) => break,
             };
             pending.pop_front();
-            output.extend_from_slice(&(body.len() as u32).to_be_bytes());
-            output.extend_from_slice(&body);
+            // Replies can carry age file keys and X25519 shared secrets.
+            extend_wiped(&mut output, &(body.len() as u32).to_be_bytes());
+            extend_wiped(&mut output, &body);
             body.zeroize();
         }
         if !output.is_empty() {
@@ -344,6 +395,36 @@ pub async fn serve_agent(mut stream: UnixStream, state: Arc<DaemonState>) {
             return;
         }
 
+        let trickling = frame_started.is_some_and(|started| started.elapsed() >= TRICKLE_AFTER);
+        if reading && trickling && pending.is_empty() {
+            // Take the socket out of the runtime's poller while paced, so
+            // that the bytes arriving meanwhile wake no thread.
+            let Ok(quiet) = stream.into_std() else { return };
+            let mut pause = TRICKLE_FIRST_PAUSE;
+            let drained = loop {
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => pause = (pause * 2).min(TRICKLE_LONGEST_PAUSE),
+                    () = &mut deadline => return broken(&connection, "frame deadline passed"),
+                }
+                match read_available(&quiet, &mut chunk, &mut input) {
+                    Drained::Waiting => continue,
+                    drained => break drained,
+                }
+            };
+            match drained {
+                Drained::Closed => reading = false,
+                Drained::Failed => return broken(&connection, "read failed"),
+                Drained::Waiting | Drained::Frame => {}
+            }
+            stream = match UnixStream::from_std(quiet) {
+                Ok(stream) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "failed to register a paced connection with the runtime again; closing it");
+                    return;
+                }
+            };
+            continue;
+        }
         let running = matches!(pending.front(), Some(Pending::Running(_)));
         tokio::select! {
             body = oldest(&mut pending), if running => {

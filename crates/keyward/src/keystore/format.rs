@@ -289,9 +289,10 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedFile, KeystoreError> {
         )));
     }
     let mut entries: Vec<RawEntry> = Vec::with_capacity(count as usize);
+    let mut names = std::collections::HashSet::with_capacity(count as usize);
     for index in 0..count {
         let entry = parse_entry(&mut r, index)?;
-        if entries.iter().any(|e| e.meta.name == entry.meta.name) {
+        if !names.insert(entry.meta.name.clone()) {
             return Err(malformed(format!(
                 "the name {:?} appears twice",
                 entry.meta.name

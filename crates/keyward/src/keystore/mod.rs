@@ -279,8 +279,10 @@ impl Unlocked {
             check_entry(entry)?;
         }
         self.write(Rekey::Keep, move |current| {
+            let mut names: std::collections::HashSet<String> =
+                current.iter().map(|e| e.meta.name.clone()).collect();
             for entry in entries {
-                if current.iter().any(|e| e.meta.name == entry.meta.name) {
+                if !names.insert(entry.meta.name.clone()) {
                     return Err(KeystoreError::DuplicateName(entry.meta.name));
                 }
                 current.push(entry);
