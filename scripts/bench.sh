@@ -117,13 +117,16 @@ echo "== RSA-3072 sign, 16 clients"
 measure rsa3072-sign-c16 ssh-agent --socket "$SA" --key-blob-from "$T/rsa3072.pub" --clients 16
 measure rsa3072-sign-c16 keyward --socket "$KW" --key-blob-from "$T/rsa3072.pub" --clients 16
 
-echo "== One client sending a 256 KiB frame a byte at a time, 16 others signing (3 rounds, alternating, with a control)"
+echo "== One client sending a 256 KiB frame a byte at a time, 16 others signing (3 rounds, alternating, with controls)"
+# Two slow clients: one pausing 100 us between bytes, one writing bytes as
+# fast as it can. Each is also aimed at ssh-agent instead (the control),
+# to see what it costs the machine without Keyward serving it.
 for round in 1 2 3; do
     measure "ed25519-c16-calm-$round" keyward --socket "$KW" --key-blob-from "$T/ed25519.pub" --clients 16
     measure "ed25519-c16-slow-$round" keyward --socket "$KW" --key-blob-from "$T/ed25519.pub" --clients 16 --slow-client
-    # Control: the same slow client aimed at ssh-agent, to see what it
-    # costs the machine without Keyward serving it.
-    measure "ed25519-c16-elsewhere-$round" keyward --socket "$KW" --key-blob-from "$T/ed25519.pub" --clients 16 --slow-client --slow-socket "$SA"
+    measure "ed25519-c16-slow-elsewhere-$round" keyward --socket "$KW" --key-blob-from "$T/ed25519.pub" --clients 16 --slow-client --slow-socket "$SA"
+    measure "ed25519-c16-flood-$round" keyward --socket "$KW" --key-blob-from "$T/ed25519.pub" --clients 16 --slow-client --slow-interval-us 0
+    measure "ed25519-c16-flood-elsewhere-$round" keyward --socket "$KW" --key-blob-from "$T/ed25519.pub" --clients 16 --slow-client --slow-interval-us 0 --slow-socket "$SA"
 done
 measure ed25519-c16-calm-1 ssh-agent --socket "$SA" --key-blob-from "$T/ed25519.pub" --clients 16
 measure ed25519-c16-slow-1 ssh-agent --socket "$SA" --key-blob-from "$T/ed25519.pub" --clients 16 --slow-client

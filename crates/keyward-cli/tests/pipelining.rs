@@ -168,6 +168,42 @@ fn answers_past_in_flight_cap_in_order() {
     writer.join().unwrap();
 }
 
+/// RSA signatures run on blocking threads and Ed25519 ones in groups on
+/// the runtime's workers; mixed on one connection, the replies still come
+/// in request order.
+#[test]
+fn answers_mixed_rsa_and_ed25519_in_order() {
+    let (env, _daemon) = Env::running(&[("ed25519", "ed"), ("rsa-2048", "rsa")]);
+    let ed = public_blob(&env, "ed");
+    let rsa = public_blob(&env, "rsa");
+    let mut stream = connect(&env);
+    // Runs of Ed25519 requests of several lengths between RSA requests.
+    let is_rsa = |index: usize| [3, 4, 12, 30, 31, 32, 59].contains(&index);
+    let mut wire = Vec::new();
+    for index in 0..60 {
+        let body = if is_rsa(index) {
+            let mut body = sign_request(&rsa, &data_for(index));
+            let flags = body.len() - 4;
+            body[flags..].copy_from_slice(&4u32.to_be_bytes()); // SSH_AGENT_RSA_SHA2_512
+            body
+        } else {
+            sign_request(&ed, &data_for(index))
+        };
+        wire.extend_from_slice(&frame(&body));
+    }
+    stream.write_all(&wire).unwrap();
+    for index in 0..60 {
+        let reply = read_reply(&mut stream);
+        if is_rsa(index) {
+            assert_eq!(reply[0], SIGN_RESPONSE, "reply {index}");
+            let signature = &strings(&reply[1..], 1)[0];
+            assert_eq!(strings(signature, 2)[0], b"rsa-sha2-512", "reply {index}");
+        } else {
+            assert_signs(&reply, &ed, &data_for(index));
+        }
+    }
+}
+
 #[test]
 fn batch_refusal_leaves_others_intact() {
     let (env, _daemon) = Env::running(&[("ed25519", "ed")]);
