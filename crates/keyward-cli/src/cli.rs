@@ -93,7 +93,7 @@ pub enum Command {
         /// The key file
         file: PathBuf,
     },
-    /// List keys: names, types, purposes, fingerprints, comments, validity (works while sealed)
+    /// List keys: names, types, purposes, fingerprints, validity, comments, attributes such as a Mixmaster key ID (works while sealed)
     List {
         /// Print JSON
         #[arg(long)]

@@ -372,6 +372,14 @@ fn secring_cases_import_as_documented() {
     let names: Vec<String> =
         serde_json::from_str::<Vec<Value>>(&list(&env)).unwrap().iter().map(|key| key["name"].as_str().unwrap().to_owned()).collect();
     assert_eq!(names, ["c", "ab-7c7172ee", "ab-b0933d6e"]);
+    // The listing shows each Mixmaster key's ID, whose first 8 hex digits
+    // name the key, in JSON and as an indented line of the table.
+    let keys: Vec<Value> = serde_json::from_str(&list(&env)).unwrap();
+    let key_id = keys[1]["attributes"]["mixmaster-key-id"].as_str().expect("a key ID attribute");
+    assert_eq!(key_id.len(), 32, "{key_id}");
+    assert!(key_id.starts_with("7c7172ee"), "{key_id}");
+    let table = stdout(&env.run(&["list"]));
+    assert!(table.contains(&format!("\n    mixmaster-key-id: {key_id}\n")), "{table}");
 
     let mut client = AgentClient::connect(&env.agent_socket()).unwrap();
     for line in jsonl("secring_cases/cases.jsonl").iter().filter(|line| line["case"].as_str().unwrap().starts_with("two_keys")) {

@@ -246,6 +246,11 @@ pub fn list(context: &Context, json: bool) -> Result<()> {
                     "created": entry.created,
                     "not_before": entry.not_before,
                     "not_after": entry.not_after,
+                    "attributes": entry
+                        .attributes
+                        .iter()
+                        .map(|(name, value)| (name.clone(), serde_json::Value::from(value.as_str())))
+                        .collect::<serde_json::Map<_, _>>(),
                 })
             })
             .collect();
@@ -275,6 +280,10 @@ pub fn list(context: &Context, json: bool) -> Result<()> {
             validity,
             escape(&entry.comment)
         );
+        // Attributes such as a Mixmaster key's ID, one indented line each.
+        for (name, value) in &entry.attributes {
+            println!("    {}: {}", escape(name), escape(value));
+        }
     }
     Ok(())
 }
