@@ -41,14 +41,69 @@ fn read_to_end_wiping(reader: &mut impl Read) -> std::io::Result<Zeroizing<Vec<u
     }
 }
 
-fn prompt(text: &str) -> Result<Zeroizing<Vec<u8>>> {
-    if std::fs::OpenOptions::new().read(true).write(true).open("/dev/tty").is_err() {
-        return Err(CliError::failed("a passphrase is needed and there is no terminal to ask on")
-            .hint("pass it on a file descriptor, e.g. --passphrase-fd 3 3<passphrase-file"));
+/// Maximum length, in bytes, of a passphrase typed at the terminal prompt.
+const MAX_TYPED: usize = 64 * 1024;
+
+/// Puts the terminal's saved settings back when dropped, also when reading
+/// fails.
+struct RestoreTerminal<'a> {
+    terminal: &'a std::fs::File,
+    saved: rustix::termios::Termios,
+}
+
+impl Drop for RestoreTerminal<'_> {
+    fn drop(&mut self) {
+        let _ = rustix::termios::tcsetattr(self.terminal, rustix::termios::OptionalActions::Now, &self.saved);
     }
-    let text = rpassword::prompt_password(text)
-        .map_err(|error| CliError::failed(format!("cannot read the passphrase from the terminal: {error}")))?;
-    Ok(Zeroizing::new(text.into_bytes()))
+}
+
+/// Prompts on the controlling terminal and reads one line with echo off.
+///
+/// Echo goes off, and input typed ahead is discarded, before the prompt
+/// is written, so that nothing typed is ever shown. The line is read into
+/// memory that is wiped, also when it grows.
+fn prompt(text: &str) -> Result<Zeroizing<Vec<u8>>> {
+    use rustix::termios::{tcgetattr, tcsetattr, LocalModes, OptionalActions};
+    use std::io::Write;
+
+    let Ok(terminal) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/tty") else {
+        return Err(CliError::failed("a passphrase is needed and there is no terminal to prompt on")
+            .hint("pass it on a file descriptor, e.g. --passphrase-fd 3 3<passphrase-file"));
+    };
+    let failed = |error: std::io::Error| CliError::failed(format!("cannot read the passphrase from the terminal: {error}"));
+    let saved = tcgetattr(&terminal).map_err(|error| failed(error.into()))?;
+    let mut quiet = saved.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    // The Enter key still moves the cursor to the next line.
+    quiet.local_modes.insert(LocalModes::ECHONL);
+    tcsetattr(&terminal, OptionalActions::Flush, &quiet).map_err(|error| failed(error.into()))?;
+    let _restore = RestoreTerminal { terminal: &terminal, saved };
+
+    (&terminal).write_all(text.as_bytes()).map_err(failed)?;
+    let mut line = Zeroizing::new(Vec::with_capacity(256));
+    let mut chunk = Zeroizing::new([0u8; 256]);
+    loop {
+        let count = match (&terminal).read(&mut chunk[..]) {
+            Ok(count) => count,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(failed(error)),
+        };
+        let end = chunk[..count].iter().position(|&byte| byte == b'\n');
+        let typed = &chunk[..end.unwrap_or(count)];
+        if line.len() + typed.len() > MAX_TYPED {
+            return Err(CliError::failed(format!("the typed passphrase is longer than {MAX_TYPED} bytes")));
+        }
+        if line.len() + typed.len() > line.capacity() {
+            let mut bigger = Zeroizing::new(Vec::with_capacity((line.len() + typed.len()) * 2));
+            bigger.extend_from_slice(&line);
+            line = bigger;
+        }
+        line.extend_from_slice(typed);
+        // A newline or the end of input (Ctrl-D) ends the passphrase.
+        if end.is_some() || count == 0 {
+            return Ok(line);
+        }
+    }
 }
 
 fn to_passphrase(bytes: &[u8]) -> Result<Passphrase> {

@@ -1,0 +1,96 @@
+//! Passphrases typed on a terminal: `keyward` prompts on its controlling
+//! terminal with echo off and prompts twice for a new passphrase, and the
+//! typed passphrase opens the keystore. A script runs each command on a
+//! pseudo-terminal and types the replies.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use common::{assert_success, require_program, stderr, stdout, Env, PASSPHRASE};
+
+/// Runs `keyward ARGS` on a new terminal, typing `answers` at its prompts.
+fn typed(env: &Env, args: &[&str], answers: &[&str]) -> Output {
+    let python = require_program("python3");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/type_on_terminal.py");
+    let keyward = env.keyward();
+    let mut command = Command::new(python);
+    command.arg(script).arg(keyward.get_program()).args(keyward.get_args()).args(args);
+    for (name, value) in keyward.get_envs() {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(answers.join("\n").as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn init_asks_twice_without_echo() {
+    let env = Env::new();
+    let output = typed(&env, &["init"], &[PASSPHRASE, PASSPHRASE]);
+    let transcript = stdout(&output);
+    assert_success(&output, &format!("init on a terminal:\n{transcript}"));
+    assert!(transcript.contains("New keystore passphrase: "), "{transcript}");
+    assert!(transcript.contains("Repeat the passphrase: "), "{transcript}");
+    assert!(!transcript.contains(PASSPHRASE), "the passphrase was echoed:\n{transcript}");
+
+    // The typed passphrase is the keystore's, both on a descriptor and typed.
+    env.keygen("ed25519", "on-fd");
+    let output = typed(&env, &["keygen", "--type", "ed25519", "--name", "typed"], &[PASSPHRASE]);
+    let transcript = stdout(&output);
+    assert_success(&output, &format!("keygen on a terminal:\n{transcript}"));
+    assert!(transcript.contains("Keystore passphrase: "), "{transcript}");
+    assert!(!transcript.contains(PASSPHRASE), "the passphrase was echoed:\n{transcript}");
+    let listing = stdout(&env.run(&["list"]));
+    assert!(listing.contains("on-fd"), "{listing}");
+    assert!(listing.contains("typed"), "{listing}");
+}
+
+#[test]
+fn init_with_differing_repeat_creates_nothing() {
+    let env = Env::new();
+    let output = typed(&env, &["init"], &[PASSPHRASE, "something else"]);
+    let transcript = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{transcript}{}", stderr(&output));
+    assert!(transcript.contains("the two passphrases differ"), "{transcript}");
+    assert!(!env.keystore.join("keystore").exists(), "a keystore file was written");
+    assert!(std::fs::read_dir(&env.keystore).map_or(true, |mut entries| entries.next().is_none()), "the keystore directory is not empty");
+}
+
+#[test]
+fn wrong_typed_passphrase_changes_nothing() {
+    let env = Env::new();
+    env.init();
+    let before = stdout(&env.run(&["list", "--json"]));
+    let output = typed(&env, &["keygen", "--type", "ed25519", "--name", "k"], &["not the passphrase"]);
+    let transcript = stdout(&output);
+    assert_ne!(output.status.code(), Some(0), "{transcript}");
+    assert!(!transcript.contains("not the passphrase"), "the passphrase was echoed:\n{transcript}");
+    assert!(transcript.contains("passphrase"), "no message about the passphrase:\n{transcript}");
+    assert_eq!(stdout(&env.run(&["list", "--json"])), before);
+}
+
+#[test]
+fn prompt_without_terminal_fails_clearly() {
+    let env = Env::new();
+    // setsid starts the command in a new session, which has no
+    // controlling terminal even when the tests run in one.
+    let setsid = require_program("setsid");
+    let keyward = env.keyward();
+    let mut command = Command::new(setsid);
+    command.arg(keyward.get_program()).args(keyward.get_args()).arg("init");
+    for (name, value) in keyward.get_envs() {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+    let output = command.stdin(Stdio::null()).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("no terminal to prompt on"), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--passphrase-fd"), "{}", stderr(&output));
+}
