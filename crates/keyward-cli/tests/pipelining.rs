@@ -169,7 +169,7 @@ fn answers_past_in_flight_cap_in_order() {
 }
 
 /// RSA signatures run on blocking threads and Ed25519 ones in groups on
-/// the runtime's workers; mixed on one connection, the replies still come
+/// the runtime's workers. Mixed on one connection, the replies still come
 /// in request order.
 #[test]
 fn answers_mixed_rsa_and_ed25519_in_order() {
@@ -356,6 +356,88 @@ fn trickled_frame_does_not_wake_daemon_per_byte() {
 
     stream.write_all(&frame(&sign_request(&blob, b"whole"))).unwrap();
     assert_signs(&read_reply(&mut stream), &blob, b"whole");
+}
+
+/// The 10 s a frame may take count only while the daemon waits to read.
+/// Here the daemon holds the first half of a request while it is blocked
+/// writing two large batch replies to a client that reads nothing for
+/// 11 s. The request still gets its signature once the rest of it comes.
+#[test]
+fn frame_deadline_skips_time_spent_writing() {
+    let (env, _daemon) = Env::running(&[("ed25519", "ed")]);
+    let blob = public_blob(&env, "ed");
+    let mut stream = connect(&env);
+    // Two replies of about 230 KB each: more than the socket buffers hold.
+    let items: Vec<Vec<u8>> = (0..2500).map(|index| sign_request(&blob, &(index as u32).to_be_bytes())).collect();
+    let last = frame(&sign_request(&blob, b"after the wait"));
+    let (head, tail) = last.split_at(last.len() / 2);
+    let mut wire = [frame(&batch(&items)), frame(&batch(&items))].concat();
+    wire.extend_from_slice(head);
+    stream.write_all(&wire).unwrap();
+
+    std::thread::sleep(Duration::from_secs(11));
+    stream.write_all(tail).unwrap();
+    for _ in 0..2 {
+        let reply = read_reply(&mut stream);
+        assert_eq!(reply[0], EXTENSION_RESPONSE, "a batch reply");
+    }
+    assert_signs(&read_reply(&mut stream), &blob, b"after the wait");
+}
+
+/// SIGTERM while clients keep RSA work in flight: the daemon stops serving
+/// before it seals. No request gets a signature, or a refusal as sealed,
+/// after the audit trail records the stop.
+#[test]
+fn stop_under_load_audits_nothing_after_stopped() {
+    let env = Env::new();
+    env.init();
+    env.keygen("rsa-2048", "rsa");
+    let audit = env.path("audit.log");
+    let config = env.path("keyward.toml");
+    std::fs::write(&config, format!("[daemon]\naudit = \"requests\"\naudit_log = \"{}\"\n", audit.display())).unwrap();
+    let daemon = env.start_daemon_with(|command| {
+        command.arg("--config").arg(&config);
+    });
+    env.unseal();
+    let rsa = public_blob(&env, "rsa");
+
+    let mut request = sign_request(&rsa, b"under load");
+    let flags = request.len() - 4;
+    request[flags..].copy_from_slice(&4u32.to_be_bytes()); // SSH_AGENT_RSA_SHA2_512
+    let burst = frame(&request).repeat(16);
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let mut stream = connect(&env);
+            let burst = burst.clone();
+            std::thread::spawn(move || {
+                // Until the daemon goes away.
+                while stream.write_all(&burst).is_ok() {
+                    for _ in 0..16 {
+                        let mut length = [0u8; 4];
+                        if stream.read_exact(&mut length).is_err() {
+                            return;
+                        }
+                        let mut body = vec![0u8; u32::from_be_bytes(length) as usize];
+                        if stream.read_exact(&mut body).is_err() {
+                            return;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(daemon.stop().success(), "the daemon did not stop cleanly");
+    for client in clients {
+        client.join().unwrap();
+    }
+
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let events: Vec<serde_json::Value> = text.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let signed = events.iter().filter(|event| event["event"] == "request").count();
+    assert!(signed > 0, "no signature was made before the stop:\n{text}");
+    let stopped = events.iter().position(|event| event["event"] == "stopped").expect("the stop is recorded");
+    assert_eq!(stopped, events.len() - 1, "lines after the stop:\n{}", text.lines().skip(stopped).collect::<Vec<_>>().join("\n"));
 }
 
 #[test]

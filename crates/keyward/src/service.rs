@@ -136,9 +136,15 @@ impl Batch {
 
     /// Encodes the batch reply from the items' reply bodies, in order. A
     /// reply too long for one frame becomes an invalid-request failure.
-    pub fn finish(bodies: Vec<Vec<u8>>) -> Vec<u8> {
-        extensions::batch_response(&bodies)
-            .unwrap_or_else(|| extensions::failure(FailureCode::InvalidRequest))
+    /// Wipes the items' bodies afterwards: they can carry age file keys and
+    /// X25519 shared secrets.
+    pub fn finish(mut bodies: Vec<Vec<u8>>) -> Vec<u8> {
+        let reply = extensions::batch_response(&bodies)
+            .unwrap_or_else(|| extensions::failure(FailureCode::InvalidRequest));
+        for body in &mut bodies {
+            zeroize::Zeroize::zeroize(body);
+        }
+        reply
     }
 }
 

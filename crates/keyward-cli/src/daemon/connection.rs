@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::os::fd::AsFd;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use keyward::admin::{AdminReply, AdminRequest, MAX_ADMIN_FRAME};
@@ -12,6 +12,7 @@ use keyward::secret::Passphrase;
 use keyward::service::{AuditEvent, AuditSink, Batch, Connection, Cost, Job, OneWork, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use zeroize::{Zeroize, Zeroizing};
 
@@ -99,6 +100,20 @@ const TRICKLE_AFTER: Duration = Duration::from_millis(10);
 const TRICKLE_FIRST_PAUSE: Duration = Duration::from_millis(10);
 const TRICKLE_LONGEST_PAUSE: Duration = Duration::from_millis(80);
 
+/// A paced connection whose socket held at least this much after a pause,
+/// in reads of [`TRICKLE_BULK_READ`] bytes or more on average, is read
+/// normally again. A client writing single bytes cannot get near it: the
+/// kernel charges each write several hundred bytes of socket buffer, so
+/// about 280 of them fill it. A client writing whole messages that was
+/// slow to start fills the buffer with them.
+const TRICKLE_BULK: usize = 32 * 1024;
+const TRICKLE_BULK_READ: usize = 1024;
+
+/// Most reads of a paced connection after one pause, so that a client
+/// writing single bytes as fast as the daemon reads them cannot keep one
+/// drain going.
+const TRICKLE_MOST_READS: usize = 64;
+
 /// Appends `data`, growing the buffer by hand: `Vec`'s own growth would
 /// free the old allocation without wiping it.
 fn extend_wiped(buffer: &mut Zeroizing<Vec<u8>>, data: &[u8]) {
@@ -176,14 +191,19 @@ impl Input {
     }
 }
 
+/// A reply body. Replies can carry age file keys and X25519 shared
+/// secrets, so each is wiped when dropped, also when its connection ends
+/// before it is sent.
+type Body = Zeroizing<Vec<u8>>;
+
 /// One request, or a group of consecutive requests, in progress. The
 /// queue of them keeps arrival order.
 enum Pending {
     /// Reply bodies to send, in request order.
-    Ready(Vec<Vec<u8>>),
+    Ready(Vec<Body>),
     /// Work running on another task. It yields the reply bodies of this
     /// many requests.
-    Running(JoinHandle<Vec<Vec<u8>>>, usize),
+    Running(JoinHandle<Vec<Body>>, usize),
     /// Light work not started yet; [`launch`] groups it with its
     /// neighbours.
     Queued(OneWork),
@@ -193,20 +213,48 @@ enum Pending {
 /// take about 0.3 ms, so other connections get the cores in between.
 const GROUP_MOST: usize = 16;
 
+/// Returns the number of cores, read once: each reading opens cgroup files.
+fn cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |cores| cores.get()))
+}
+
+/// Returns the permits for heavy work (RSA, ECDSA) on the blocking pool,
+/// shared by all connections. Two per core keep every core busy, and
+/// pipelined RSA requests cannot grow the pool to its limit of 512
+/// threads.
+fn heavy_permits() -> &'static Semaphore {
+    static PERMITS: OnceLock<Semaphore> = OnceLock::new();
+    PERMITS.get_or_init(|| Semaphore::new(cores() * 2))
+}
+
+/// Runs heavy work on the blocking pool once a permit is free.
+async fn run_heavy<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let _permit = heavy_permits().acquire().await.ok()?;
+    tokio::task::spawn_blocking(work).await.ok()
+}
+
+fn failures(count: usize) -> Vec<Body> {
+    (0..count).map(|_| Zeroizing::new(agent::failure())).collect()
+}
+
 /// Sorts a reply into the queue. Heavy work and batches start at once on
 /// other tasks and never hold up this connection; light work waits for
 /// [`launch`].
 fn start(reply: Reply) -> Pending {
     let work = match reply {
-        Reply::Ready(body) => return Pending::Ready(vec![body]),
+        Reply::Ready(body) => return Pending::Ready(vec![Zeroizing::new(body)]),
         Reply::Work(work) => work,
     };
     match work.into_job() {
         Job::One(one) => match one.cost() {
             Cost::Light => Pending::Queued(one),
-            Cost::Heavy => Pending::Running(tokio::task::spawn_blocking(move || vec![one.run()]), 1),
+            Cost::Heavy => Pending::Running(
+                tokio::spawn(async move { run_heavy(move || vec![Zeroizing::new(one.run())]).await.unwrap_or_else(|| failures(1)) }),
+                1,
+            ),
         },
-        Job::Batch(batch) => Pending::Running(tokio::spawn(async move { vec![run_batch(batch).await] }), 1),
+        Job::Batch(batch) => Pending::Running(tokio::spawn(async move { vec![Zeroizing::new(run_batch(batch).await)] }), 1),
     }
 }
 
@@ -222,11 +270,11 @@ fn launch(pending: &mut VecDeque<Pending>) {
     }
     if pending.len() == 1 {
         if let Some(Pending::Queued(one)) = pending.pop_front() {
-            pending.push_back(Pending::Ready(vec![one.run()]));
+            pending.push_back(Pending::Ready(vec![Zeroizing::new(one.run())]));
         }
         return;
     }
-    let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
+    let cores = cores();
     let mut run = Vec::new();
     for entry in std::mem::take(pending) {
         match entry {
@@ -256,10 +304,10 @@ fn spawn_groups(run: Vec<OneWork>, cores: usize, pending: &mut VecDeque<Pending>
             break;
         }
         let count = group.len();
-        let task = tokio::spawn(async move { group.into_iter().map(OneWork::run).collect() });
+        let task = tokio::spawn(async move { group.into_iter().map(|one| Zeroizing::new(one.run())).collect() });
         spawned.push(Pending::Running(task, count));
     }
-    pending.push_back(Pending::Ready(first.into_iter().map(OneWork::run).collect()));
+    pending.push_back(Pending::Ready(first.into_iter().map(|one| Zeroizing::new(one.run())).collect()));
     pending.extend(spawned);
 }
 
@@ -268,7 +316,7 @@ fn spawn_groups(run: Vec<OneWork>, cores: usize, pending: &mut VecDeque<Pending>
 async fn run_batch(batch: Batch) -> Vec<u8> {
     let items = batch.into_items();
     let count = items.len();
-    let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
+    let cores = cores();
     // Make two groups per core at least, so a core that finishes early
     // takes over work. Keep at most 64 items in a group, so other
     // connections get the cores in between.
@@ -281,13 +329,19 @@ async fn run_batch(batch: Batch) -> Vec<u8> {
             break;
         }
         let heavy = group.iter().any(|item| matches!(item, Reply::Work(work) if work.cost() == Cost::Heavy));
-        let run = move || group.into_iter().map(Reply::into_body).collect::<Vec<_>>();
-        groups.push(if heavy { tokio::task::spawn_blocking(run) } else { tokio::spawn(async move { run() }) });
+        let length = group.len();
+        let run = move || group.into_iter().map(|item| Zeroizing::new(item.into_body())).collect::<Vec<Body>>();
+        groups.push(if heavy {
+            tokio::spawn(async move { run_heavy(run).await.unwrap_or_else(|| failures(length)) })
+        } else {
+            tokio::spawn(async move { run() })
+        });
     }
     let mut bodies = Vec::with_capacity(count);
     for group in groups {
         match group.await {
-            Ok(replies) => bodies.extend(replies),
+            // Batch::finish wipes the bodies taken out here.
+            Ok(replies) => bodies.extend(replies.into_iter().map(|mut body| std::mem::take(&mut *body))),
             Err(_) => return agent::failure(),
         }
     }
@@ -295,11 +349,11 @@ async fn run_batch(batch: Batch) -> Vec<u8> {
 }
 
 /// Waits for the oldest pending entry; only called when it is running.
-async fn oldest(pending: &mut VecDeque<Pending>) -> Vec<Vec<u8>> {
+async fn oldest(pending: &mut VecDeque<Pending>) -> Vec<Body> {
     match pending.front_mut() {
         Some(Pending::Running(handle, count)) => {
             let count = *count;
-            handle.await.unwrap_or_else(|_| vec![agent::failure(); count])
+            handle.await.unwrap_or_else(|_| failures(count))
         }
         _ => std::future::pending().await,
     }
@@ -307,8 +361,11 @@ async fn oldest(pending: &mut VecDeque<Pending>) -> Vec<Vec<u8>> {
 
 /// The outcome of reading a paced connection's socket.
 enum Drained {
-    /// Nothing more yet; the frame is still incomplete.
+    /// The frame is still incomplete, and the client still trickles.
     Waiting,
+    /// The frame is still incomplete, but the client wrote in bulk during
+    /// the pause.
+    Bulk,
     /// The frame is complete, or its length is over the limit.
     Frame,
     /// The client closed its end.
@@ -318,22 +375,31 @@ enum Drained {
 }
 
 /// Reads what a paced connection's socket holds, without waiting, until
-/// the frame in progress is complete or nothing is left.
+/// the frame in progress is complete, nothing is left, or
+/// [`TRICKLE_MOST_READS`] reads are done.
 fn read_available(stream: &std::os::unix::net::UnixStream, chunk: &mut [u8], input: &mut Input) -> Drained {
     use std::io::Read as _;
-    loop {
+    let (mut total, mut reads) = (0, 0);
+    while reads < TRICKLE_MOST_READS {
         match (&*stream).read(chunk) {
             Ok(0) => return Drained::Closed,
             Ok(count) => {
                 input.extend(&chunk[..count]);
+                total += count;
+                reads += 1;
                 if !matches!(input.peek(MAX_FRAME), Ok(Frame::Incomplete)) {
                     return Drained::Frame;
                 }
             }
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return Drained::Waiting,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
             Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
             Err(_) => return Drained::Failed,
         }
+    }
+    if total >= TRICKLE_BULK && total >= TRICKLE_BULK_READ * reads {
+        Drained::Bulk
+    } else {
+        Drained::Waiting
     }
 }
 
@@ -359,11 +425,16 @@ pub async fn serve_agent(mut stream: UnixStream, state: Arc<DaemonState>) {
     let mut pending: VecDeque<Pending> = VecDeque::new();
     // Requests in `pending`: an entry can stand for a group of them.
     let mut in_flight = 0usize;
-    // When the first byte of a frame not yet complete arrived, and the
-    // timer that closes the connection if the rest takes too long. One
-    // timer per connection, moved when a new frame starts: a client
-    // trickling bytes costs no timer work per byte.
-    let mut frame_started: Option<tokio::time::Instant> = None;
+    // While a frame is incomplete: the time left to complete it, and the
+    // time waited since it started or last arrived in bulk, which shows a
+    // trickle. Both count only the time the daemon waits to read, not the
+    // time it spends writing replies or at the in-flight cap. One timer
+    // per connection closes it when the time is up; it is set when the
+    // daemon starts waiting, so a client trickling bytes costs no timer
+    // work per byte once paced.
+    let mut frame_open = false;
+    let mut time_left = FRAME_DEADLINE;
+    let mut waited = Duration::ZERO;
     let deadline = tokio::time::sleep(FRAME_DEADLINE);
     tokio::pin!(deadline);
     let mut reading = true;
@@ -399,23 +470,19 @@ pub async fn serve_agent(mut stream: UnixStream, state: Arc<DaemonState>) {
             // any malformed request.
             let reply = state.service.handle(&mut connection, &input.pending()[4..4 + length], context::now());
             input.consume(length);
-            frame_started = None;
+            frame_open = false;
             pending.push_back(start(reply));
             in_flight += 1;
         }
         launch(&mut pending);
         // The deadline runs only while a frame is incomplete, not while a
         // complete one waits for room.
-        frame_started = match (input.peek(MAX_FRAME), frame_started) {
-            _ if closing.is_some() => None,
-            (Ok(Frame::Incomplete), Some(started)) if !input.is_empty() => Some(started),
-            (Ok(Frame::Incomplete), None) if !input.is_empty() => {
-                let started = tokio::time::Instant::now();
-                deadline.as_mut().reset(started + FRAME_DEADLINE);
-                Some(started)
-            }
-            _ => None,
-        };
+        let incomplete = closing.is_none() && !input.is_empty() && matches!(input.peek(MAX_FRAME), Ok(Frame::Incomplete));
+        if incomplete && !frame_open {
+            time_left = FRAME_DEADLINE;
+            waited = Duration::ZERO;
+        }
+        frame_open = incomplete;
 
         // Send every reply that is ready at the front, in one write.
         while let Some(front) = pending.front_mut() {
@@ -426,11 +493,9 @@ pub async fn serve_agent(mut stream: UnixStream, state: Arc<DaemonState>) {
             };
             pending.pop_front();
             in_flight -= bodies.len();
-            for mut body in bodies {
-                // Replies can carry age file keys and X25519 shared secrets.
+            for body in bodies {
                 extend_wiped(&mut output, &(body.len() as u32).to_be_bytes());
                 extend_wiped(&mut output, &body);
-                body.zeroize();
             }
         }
         if !output.is_empty() {
@@ -456,11 +521,12 @@ pub async fn serve_agent(mut stream: UnixStream, state: Arc<DaemonState>) {
             return;
         }
 
-        let trickling = frame_started.is_some_and(|started| started.elapsed() >= TRICKLE_AFTER);
-        if reading && trickling && pending.is_empty() {
+        if reading && frame_open && waited >= TRICKLE_AFTER && pending.is_empty() {
             // Take the socket out of the runtime's poller while paced, so
             // that the bytes arriving meanwhile wake no thread.
             let Ok(quiet) = stream.into_std() else { return };
+            let began = tokio::time::Instant::now();
+            deadline.as_mut().reset(began + time_left);
             let mut pause = TRICKLE_FIRST_PAUSE;
             let drained = loop {
                 tokio::select! {
@@ -472,9 +538,14 @@ pub async fn serve_agent(mut stream: UnixStream, state: Arc<DaemonState>) {
                     drained => break drained,
                 }
             };
+            time_left = time_left.saturating_sub(began.elapsed());
+            waited += began.elapsed();
             match drained {
                 Drained::Closed => reading = false,
                 Drained::Failed => return broken(&connection, "read failed"),
+                // The client writes in bulk again: read it as usual, and
+                // pace it again only after another trickle.
+                Drained::Bulk => waited = Duration::ZERO,
                 Drained::Waiting | Drained::Frame => {}
             }
             stream = match UnixStream::from_std(quiet) {
@@ -487,6 +558,12 @@ pub async fn serve_agent(mut stream: UnixStream, state: Arc<DaemonState>) {
             continue;
         }
         let running = matches!(pending.front(), Some(Pending::Running(..)));
+        // The frame's clock runs only while the daemon waits to read.
+        let timed = frame_open && reading && in_flight < IN_FLIGHT;
+        let began = tokio::time::Instant::now();
+        if timed {
+            deadline.as_mut().reset(began + time_left);
+        }
         tokio::select! {
             bodies = oldest(&mut pending), if running => {
                 if let Some(front) = pending.front_mut() {
@@ -506,9 +583,13 @@ pub async fn serve_agent(mut stream: UnixStream, state: Arc<DaemonState>) {
                     }
                 }
             },
-            () = &mut deadline, if frame_started.is_some() => {
+            () = &mut deadline, if timed => {
                 return broken(&connection, "frame deadline passed");
             }
+        }
+        if timed {
+            time_left = time_left.saturating_sub(began.elapsed());
+            waited += began.elapsed();
         }
     }
 }

@@ -141,6 +141,10 @@ pub fn run(context: &Context, args: DaemonArgs) -> Result<()> {
         .build()
         .map_err(|error| CliError::failed(format!("cannot start the runtime: {error}")))?;
     let outcome = runtime.block_on(serve(state.clone(), agent_socket.listener, admin_socket.listener));
+    // Stop serving before sealing: connection tasks end at their next
+    // await, and work on the blocking pool gets a moment to finish, so no
+    // request is refused as sealed after the daemon recorded its stop.
+    runtime.shutdown_timeout(Duration::from_secs(2));
     state.seal("stopping");
     dir.remove_sockets();
     audit.record(&AuditEvent::new("stopped"));
