@@ -47,10 +47,7 @@ fn sign_file(env: &Env) -> std::process::Output {
 }
 
 fn new_env() -> Env {
-    let env = Env::new();
-    env.init();
-    env.keygen("ed25519", "ed");
-    env
+    Env::with_keys(&[("ed25519", "ed")])
 }
 
 #[test]
