@@ -6,9 +6,10 @@
 mod common;
 mod policy_support;
 
-use std::process::{Command, Stdio};
+use std::ffi::OsStr;
+use std::process::Command;
 
-use common::{is_root, require_program, Daemon, Env};
+use common::{is_root, require_program, wrap_with, Daemon, Env};
 use policy_support::local_probe;
 
 /// Runs `script` with `sh` inside the daemon's mount namespace.
@@ -31,24 +32,12 @@ fn full_audit_disk_refuses_requests_until_space_returns() {
     let config = env.write_config(&format!("[daemon]\naudit = \"requests\"\naudit_log = \"{}\"\n", audit.display()));
 
     // The daemon's own command, run by unshare after mounting the tmpfs.
-    let mut base = env.keyward();
-    base.arg("--config").arg(&config).args(["daemon", "--foreground"]);
-    let mut command = Command::new(require_program("unshare"));
-    command
-        .args(["-m", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs \"$1\" && shift && exec \"$@\"", "sh"])
-        .arg(&audit_dir)
-        .arg(base.get_program())
-        .args(base.get_args());
-    for (name, value) in base.get_envs() {
-        match value {
-            Some(value) => command.env(name, value),
-            None => command.env_remove(name),
-        };
-    }
-    let log = env.path("daemon.log");
-    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap());
-    let daemon = Daemon { child: command.spawn().unwrap(), log };
-    daemon.wait_for_socket(&env.agent_socket());
+    let mut command = env.keyward();
+    command.arg("--config").arg(&config).args(["daemon", "--foreground"]);
+    let mount_then_run = "mount -t tmpfs -o size=64k tmpfs \"$1\" && shift && exec \"$@\"";
+    let unshare_args = [OsStr::new("-m"), OsStr::new("sh"), OsStr::new("-c"), OsStr::new(mount_then_run), OsStr::new("sh"), audit_dir.as_os_str()];
+    wrap_with(&mut command, &require_program("unshare"), &unshare_args);
+    let daemon = env.start_daemon_command(command);
     env.unseal();
 
     let public = env.pubkey_file("ed");

@@ -42,7 +42,7 @@ fn sign_file(env: &Env) -> std::process::Output {
     std::fs::write(&message, b"status test\n").unwrap();
     let mut command = env.keyward();
     command.args(["sign", "--key", "ed"]).arg(&message);
-    hardening_support::wrap_with(&mut command, &common::require_program("setpriv"), &hardening_support::setpriv_args());
+    common::wrap_with(&mut command, &common::require_program("setpriv"), &hardening_support::setpriv_args());
     command.output().unwrap()
 }
 

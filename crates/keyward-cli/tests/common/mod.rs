@@ -248,6 +248,23 @@ pub fn wait_timeout(child: &mut Child, limit: Duration) -> std::process::ExitSta
     }
 }
 
+/// Makes `command` run under `wrapper ARGS…`, keeping its own program,
+/// arguments and environment, e.g. to run it under `prlimit` or `setpriv`.
+pub fn wrap_with(command: &mut Command, wrapper: &Path, wrapper_args: &[impl AsRef<std::ffi::OsStr>]) {
+    let mut replaced = Command::new(wrapper);
+    replaced.args(wrapper_args).arg(command.get_program()).args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => replaced.env(key, value),
+            None => replaced.env_remove(key),
+        };
+    }
+    if let Some(dir) = command.get_current_dir() {
+        replaced.current_dir(dir);
+    }
+    *command = replaced;
+}
+
 /// Runs `command` with `stdin` as its standard input and collects its
 /// output.
 pub fn output_with_input(mut command: Command, stdin: &[u8]) -> Output {
