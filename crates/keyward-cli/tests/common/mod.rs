@@ -1,5 +1,6 @@
 //! A test fixture: a throwaway keystore, a daemon on sockets in a temp
 //! directory, and helpers to drive the real `keyward` binary and OpenSSH.
+//! Raw ssh-agent requests are in the `agent` submodule.
 #![allow(dead_code)]
 
 pub mod agent;
