@@ -16,7 +16,7 @@ use keyward::wire::Writer;
 /// policies of these tests name.
 pub const PEER_UID: u32 = 1000;
 
-/// A resolver that knows no user or group names, so policies must use ids.
+/// A resolver that resolves no user or group names, so policies must use ids.
 pub struct NoNames;
 
 impl NameResolver for NoNames {
@@ -57,7 +57,8 @@ pub fn unsealed_service(config: &str, names: &[&str]) -> Service {
     service
 }
 
-/// A connection from uid and gid [`PEER_UID`] with no supplementary groups.
+/// Creates the dispatcher state of a connection from uid and gid
+/// [`PEER_UID`] with no supplementary groups.
 pub fn connection() -> Connection {
     Connection::new(Peer { uid: PEER_UID, gid: PEER_UID, groups: Vec::new(), pid: None, exe: None })
 }
