@@ -9,7 +9,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{assert_success, keyward_binary, require_program, stderr, stdout, Daemon, Env};
+use common::{assert_success, keyward_binary, require_program, ssh_keygen_new_key, stderr, stdout, Daemon, Env};
 use keyward::agent::extensions::FailureCode;
 use keyward::client::AgentClient;
 use rand_core::{OsRng, RngCore};
@@ -112,13 +112,7 @@ fn age_keygen_recipient(env: &Env, name: &str) -> String {
 }
 
 fn ssh_public_key(env: &Env) -> PathBuf {
-    let key = env.path("ssh_ed25519");
-    let output = Command::new(require_program("ssh-keygen"))
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert_success(&output, "ssh-keygen");
+    ssh_keygen_new_key(&env.path("ssh_ed25519"), "ed25519", &[]);
     env.path("ssh_ed25519.pub")
 }
 
@@ -380,10 +374,7 @@ fn policy_decides_which_uid_may_decrypt() {
         eprintln!("skipped: running clients as other uids needs root");
         return;
     }
-    let env = Env::new();
-    env.init();
-    env.keygen("x25519", "allowed");
-    env.keygen("x25519", "denied");
+    let env = Env::with_keys(&[("x25519", "allowed"), ("x25519", "denied")]);
     let config = "[daemon]\nsocket_group = 4242\n\n[[key]]\nname = \"allowed\"\nusers = [4242]\noperations = [\"decrypt\"]\n";
     std::fs::write(env.keystore.join("keyward.toml"), config).unwrap();
     let _daemon = env.start_daemon();

@@ -6,10 +6,11 @@
 mod common;
 mod policy_support;
 
-use std::process::{Command, Stdio};
+use std::ffi::OsStr;
+use std::process::Command;
 
-use common::{is_root, require_program, Daemon, Env};
-use policy_support::{status, write_config};
+use common::{is_root, require_program, wrap_with, Daemon, Env};
+use policy_support::local_probe;
 
 /// Runs `script` with `sh` inside the daemon's mount namespace.
 fn in_namespace(daemon: &Daemon, script: &str) -> std::process::Output {
@@ -24,39 +25,24 @@ fn in_namespace(daemon: &Daemon, script: &str) -> std::process::Output {
 #[test]
 fn full_audit_disk_refuses_requests_until_space_returns() {
     assert!(is_root(), "mounting a tmpfs needs root");
-    let env = Env::new();
-    env.init();
-    env.keygen("ed25519", "ed");
+    let env = Env::with_keys(&[("ed25519", "ed")]);
     let audit_dir = env.path("audit");
     std::fs::create_dir(&audit_dir).unwrap();
     let audit = audit_dir.join("audit.log");
-    let config = write_config(&env, &format!("[daemon]\naudit = \"requests\"\naudit_log = \"{}\"\n", audit.display()));
+    let config = env.write_config(&format!("[daemon]\naudit = \"requests\"\naudit_log = \"{}\"\n", audit.display()));
 
     // The daemon's own command, run by unshare after mounting the tmpfs.
-    let mut base = env.keyward();
-    base.arg("--config").arg(&config).args(["daemon", "--foreground"]);
-    let mut command = Command::new(require_program("unshare"));
-    command
-        .args(["-m", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs \"$1\" && shift && exec \"$@\"", "sh"])
-        .arg(&audit_dir)
-        .arg(base.get_program())
-        .args(base.get_args());
-    for (name, value) in base.get_envs() {
-        match value {
-            Some(value) => command.env(name, value),
-            None => command.env_remove(name),
-        };
-    }
-    let log = env.path("daemon.log");
-    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap());
-    let daemon = Daemon { child: command.spawn().unwrap(), log };
-    daemon.wait_for_socket(&env.agent_socket());
+    let mut command = env.keyward();
+    command.arg("--config").arg(&config).args(["daemon", "--foreground"]);
+    let mount_then_run = "mount -t tmpfs -o size=64k tmpfs \"$1\" && shift && exec \"$@\"";
+    let unshare_args = [OsStr::new("-m"), OsStr::new("sh"), OsStr::new("-c"), OsStr::new(mount_then_run), OsStr::new("sh"), audit_dir.as_os_str()];
+    wrap_with(&mut command, &require_program("unshare"), &unshare_args);
+    let daemon = env.start_daemon_command(command);
     env.unseal();
 
-    let script = policy_support::probe_script(&env);
     let public = env.pubkey_file("ed");
     let sign = || {
-        let status = Command::new("/usr/bin/python3").arg(&script).args(["sign", "raw"]).arg(&public).env("SSH_AUTH_SOCK", env.agent_socket()).status().unwrap();
+        let status = local_probe(&env, &["sign", "raw", public.to_str().unwrap()]);
         match status.code() {
             Some(0) => true,
             Some(5) => false,
@@ -64,7 +50,7 @@ fn full_audit_disk_refuses_requests_until_space_returns() {
         }
     };
     assert!(sign(), "signing failed before the disk was full");
-    assert_eq!(status(&env)["audit"]["healthy"], true);
+    assert_eq!(env.status_json()["audit"]["healthy"], true);
 
     // Fill the tmpfs. The log's last page may still have room for a few
     // lines, so sign until the first refusal.
@@ -74,15 +60,15 @@ fn full_audit_disk_refuses_requests_until_space_returns() {
     for attempt in 0..3 {
         assert!(!sign(), "request {attempt} after the first refusal was served while the audit log cannot be written");
     }
-    let listing = Command::new("/usr/bin/python3").arg(&script).arg("list").env("SSH_AUTH_SOCK", env.agent_socket()).status().unwrap();
+    let listing = local_probe(&env, &["list"]);
     assert_eq!(listing.code(), Some(5), "request-identities was served while the audit log cannot be written");
-    assert_eq!(status(&env)["audit"]["healthy"], false, "status does not report the unwritable audit log");
+    assert_eq!(env.status_json()["audit"]["healthy"], false, "status does not report the unwritable audit log");
 
     // Space returns: requests are served again and the log records the recovery.
     let removed = in_namespace(&daemon, &format!("rm {}/filler", audit_dir.display()));
     assert!(removed.status.success());
     assert!(sign(), "signing was still refused after space returned");
-    assert_eq!(status(&env)["audit"]["healthy"], true);
+    assert_eq!(env.status_json()["audit"]["healthy"], true);
     let contents = in_namespace(&daemon, &format!("cat {}", audit.display()));
     let text = String::from_utf8_lossy(&contents.stdout);
     assert!(text.contains("\"event\":\"audit-recovered\""), "no recovery line:\n{text}");

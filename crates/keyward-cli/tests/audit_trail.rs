@@ -10,11 +10,10 @@ mod common;
 mod policy_support;
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 
 use base64::Engine as _;
-use common::{assert_success, is_root, require_program, Env};
-use policy_support::{audit_lines, status, write_config, Client};
+use common::{assert_success, audit_lines, is_root, ssh_keygen_new_key, Env};
+use policy_support::{local_probe, probe_script, Client};
 
 /// The marker the probe script puts into every request it signs.
 const CANARY: &[u8] = b"kw-payload-canary-5f1e";
@@ -23,8 +22,7 @@ const CANARY: &[u8] = b"kw-payload-canary-5f1e";
 /// 32-byte seed the test can look for in the log.
 fn import_known_key(env: &Env, name: &str) -> Vec<u8> {
     let file = env.path(&format!("{name}_source"));
-    let output = Command::new(require_program("ssh-keygen")).args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&file).output().unwrap();
-    assert_success(&output, "ssh-keygen");
+    ssh_keygen_new_key(&file, "ed25519", &[]);
     let output = env.run_with_passphrase(&["import", "--name", name, file.to_str().unwrap()]);
     assert_success(&output, "keyward import");
 
@@ -49,31 +47,22 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[test]
 fn refusals_are_logged_and_payloads_never() {
     assert!(is_root(), "this test runs clients as other uids with setpriv and needs root");
-    let env = Env::new();
-    env.init();
-    env.keygen("ed25519", "mine");
-    env.keygen("ed25519", "secret");
+    let env = Env::with_keys(&[("ed25519", "mine"), ("ed25519", "secret")]);
     let seed = import_known_key(&env, "imported");
     let audit = env.path("audit.log");
     std::fs::write(&audit, b"{\"event\":\"earlier\"}\n").unwrap();
     std::fs::set_permissions(&audit, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let config = write_config(
-        &env,
-        &format!(
-            "[daemon]\nsocket_group = 4242\naudit_log = \"{}\"\n\n[[key]]\nname = \"mine\"\nusers = [1001]\noperations = [\"ssh-auth\"]\n\n\
-             [[key]]\nname = \"imported\"\nusers = [1001]\noperations = [\"sign\"]\n",
-            audit.display()
-        ),
-    );
-    let _daemon = env.start_daemon_with(|command| {
-        command.arg("--config").arg(&config);
-    });
+    let config = env.write_config(&format!(
+        "[daemon]\nsocket_group = 4242\naudit_log = \"{}\"\n\n[[key]]\nname = \"mine\"\nusers = [1001]\noperations = [\"ssh-auth\"]\n\n\
+         [[key]]\nname = \"imported\"\nusers = [1001]\noperations = [\"sign\"]\n",
+        audit.display()
+    ));
+    let _daemon = env.start_daemon_with_config(&config);
     env.unseal();
 
     // A key the keystore does not hold.
     let stranger = env.path("stranger");
-    let output = Command::new(require_program("ssh-keygen")).args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&stranger).output().unwrap();
-    assert_success(&output, "ssh-keygen");
+    ssh_keygen_new_key(&stranger, "ed25519", &[]);
 
     let client = Client::new(1001, 1001, &[]);
     let public = |name: &str| env.pubkey_file(name).display().to_string();
@@ -93,7 +82,7 @@ fn refusals_are_logged_and_payloads_never() {
     std::fs::copy("/usr/bin/python3.11", &disguised).unwrap();
     let output = client
         .command(&env, &disguised)
-        .arg(policy_support::probe_script(&env))
+        .arg(probe_script(&env))
         .args(["sign", "raw", &public("secret")])
         .output()
         .unwrap();
@@ -153,7 +142,7 @@ fn refusals_are_logged_and_payloads_never() {
     assert_eq!(mode, 0o600, "the audit log must be readable by its owner only");
 
     // Counters: by reason, by key and by uid.
-    let counters = &status(&env)["counters"];
+    let counters = &env.status_json()["counters"];
     assert_eq!(counters["refusals_by_reason"]["unknown-key"], 1, "{counters}");
     assert_eq!(counters["refusals_by_reason"]["not-allowed"], 4, "{counters}");
     assert_eq!(counters["refusals_by_reason"]["unknown-extension"], 2, "{counters}");
@@ -168,20 +157,15 @@ fn refusals_are_logged_and_payloads_never() {
 
 #[test]
 fn requests_mode_writes_a_line_per_success() {
-    let env = Env::new();
-    env.init();
-    env.keygen("ed25519", "ed");
+    let env = Env::with_keys(&[("ed25519", "ed")]);
     let audit = env.path("audit.log");
-    let config = write_config(&env, &format!("[daemon]\naudit = \"requests\"\naudit_log = \"{}\"\n", audit.display()));
-    let _daemon = env.start_daemon_with(|command| {
-        command.arg("--config").arg(&config);
-    });
+    let config = env.write_config(&format!("[daemon]\naudit = \"requests\"\naudit_log = \"{}\"\n", audit.display()));
+    let _daemon = env.start_daemon_with_config(&config);
     env.unseal();
 
-    let script = policy_support::probe_script(&env);
     let public = env.pubkey_file("ed");
     for _ in 0..3 {
-        let status = Command::new("/usr/bin/python3").arg(&script).args(["sign", "raw"]).arg(&public).env("SSH_AUTH_SOCK", env.agent_socket()).status().unwrap();
+        let status = local_probe(&env, &["sign", "raw", public.to_str().unwrap()]);
         assert_eq!(status.code(), Some(0));
     }
     let lines = audit_lines(&audit);

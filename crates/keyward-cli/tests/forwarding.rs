@@ -8,13 +8,11 @@
 mod common;
 mod policy_support;
 
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-use common::{assert_success, is_root, require_program, Env};
-use policy_support::{audit_lines, blob_of, probe_script, write_config};
+use common::{assert_success, audit_lines, is_root, require_program, ssh_keygen_new_key, Daemon, Env, Sshd};
+use policy_support::{local_probe, probe_script};
 
 const CONFIG: &str = r#"
 [daemon]
@@ -33,58 +31,35 @@ users = [0]
 operations = ["sign"]
 "#;
 
-struct Sshd {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn host_key(env: &Env, kind: &str, bits: &[&str]) -> PathBuf {
     let path = env.path(&format!("host_{kind}"));
-    let output = Command::new(require_program("ssh-keygen"))
-        .args(["-q", "-t", kind, "-N", "", "-f"])
-        .arg(&path)
-        .args(bits)
-        .output()
-        .unwrap();
-    assert_success(&output, "ssh-keygen host key");
+    ssh_keygen_new_key(&path, kind, bits);
     path
 }
 
-fn start_sshd(env: &Env, authorized: &Path) -> Sshd {
-    std::fs::create_dir_all("/run/sshd").unwrap();
+/// Starts an unsealed daemon with `CONFIG` and the keys `fwd`, `local` and
+/// `extra_keys` (type, name), and an sshd with Ed25519, ECDSA P-256 and
+/// RSA host keys that lets `fwd` log in. Returns the audit log's path.
+fn start_daemon_and_sshd(env: &Env, extra_keys: &[(&str, &str)]) -> (Daemon, Sshd, PathBuf) {
+    env.init();
+    env.keygen("ed25519", "fwd");
+    env.keygen("ed25519", "local");
+    for (key_type, name) in extra_keys {
+        env.keygen(key_type, name);
+    }
+    let audit = env.path("audit.log");
+    let config = env.write_config(&CONFIG.replace("AUDIT", audit.to_str().unwrap()));
+    let daemon = env.start_daemon_with_config(&config);
+    env.unseal();
+
     let keys = [host_key(env, "ed25519", &[]), host_key(env, "ecdsa", &["-b", "256"]), host_key(env, "rsa", &["-b", "2048"])];
-    let port = free_port();
-    let mut config = format!(
-        "Port {port}\nListenAddress 127.0.0.1\nPidFile {}\nAuthorizedKeysFile {}\nStrictModes no\nUsePAM no\n\
-         PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-         AllowAgentForwarding yes\nLogLevel VERBOSE\n",
-        env.path("sshd.pid").display(),
-        authorized.display()
-    );
+    let mut sshd_config = String::from("AllowAgentForwarding yes\nLogLevel VERBOSE\n");
     for key in &keys {
-        config.push_str(&format!("HostKey {}\n", key.display()));
+        sshd_config.push_str(&format!("HostKey {}\n", key.display()));
     }
-    let config_path = env.path("sshd_config");
-    std::fs::write(&config_path, config).unwrap();
-    let log = std::fs::File::create(env.path("sshd.log")).unwrap();
-    let child = Command::new("/usr/sbin/sshd").arg("-D").arg("-e").arg("-f").arg(&config_path).stderr(log).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "sshd did not listen: {}", std::fs::read_to_string(env.path("sshd.log")).unwrap_or_default());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Sshd { child, port }
+    let authorized = std::fs::read_to_string(env.pubkey_file("fwd")).unwrap();
+    let sshd = Sshd::start(&env.path("sshd"), &authorized, &sshd_config);
+    (daemon, sshd, audit)
 }
 
 /// Runs `remote_command` through `ssh -A` with the host key algorithm
@@ -123,26 +98,13 @@ fn fingerprint(public: &Path) -> String {
 fn forwarded_agent_signs_only_forwarding_keys_for_auth() {
     assert!(is_root(), "sshd needs root");
     let env = Env::new();
-    env.init();
-    env.keygen("ed25519", "fwd");
-    env.keygen("ed25519", "local");
-    env.keygen("ecdsa-p256", "own");
-    let audit = env.path("audit.log");
-    let config = write_config(&env, &CONFIG.replace("AUDIT", audit.to_str().unwrap()));
-    let _daemon = env.start_daemon_with(|command| {
-        command.arg("--config").arg(&config);
-    });
-    env.unseal();
-
-    let authorized = env.path("authorized_keys");
-    std::fs::copy(env.pubkey_file("fwd"), &authorized).unwrap();
-    let sshd = start_sshd(&env, &authorized);
+    let (_daemon, sshd, audit) = start_daemon_and_sshd(&env, &[("ecdsa-p256", "own")]);
     let script = probe_script(&env);
     let public = |name: &str| env.pubkey_file(name).display().to_string();
 
     // Control: on the local, unforwarded socket root may sign anything
     // with "local" and "own".
-    let local = Command::new("/usr/bin/python3").arg(&script).args(["sign", "raw", &public("local")]).env("SSH_AUTH_SOCK", env.agent_socket()).status().unwrap();
+    let local = local_probe(&env, &["sign", "raw", &public("local")]);
     assert_eq!(local.code(), Some(0), "the local control signature was refused");
 
     let probe = format!("/usr/bin/python3 {}", script.display());
@@ -165,7 +127,7 @@ fn forwarded_agent_signs_only_forwarding_keys_for_auth() {
     let output = ssh_forwarded(&env, &sshd, "ssh-ed25519", &remote);
 
     let listed: Vec<&str> = output.lines().filter_map(|line| line.strip_prefix("listed ")).collect();
-    assert_eq!(listed, vec![blob_of(&env, "fwd").as_str()], "the forwarded agent lists other keys:\n{output}");
+    assert_eq!(listed, vec![env.public_key_base64("fwd").as_str()], "the forwarded agent lists other keys:\n{output}");
     let result = |label: &str| {
         output.lines().find_map(|line| line.strip_prefix(&format!("{label} "))).unwrap_or_else(|| panic!("no {label} in:\n{output}")).to_owned()
     };
@@ -194,18 +156,7 @@ fn forwarded_agent_signs_only_forwarding_keys_for_auth() {
 fn session_bind_verifies_every_host_key_type() {
     assert!(is_root(), "sshd needs root");
     let env = Env::new();
-    env.init();
-    env.keygen("ed25519", "fwd");
-    env.keygen("ed25519", "local");
-    let audit = env.path("audit.log");
-    let config = write_config(&env, &CONFIG.replace("AUDIT", audit.to_str().unwrap()));
-    let _daemon = env.start_daemon_with(|command| {
-        command.arg("--config").arg(&config);
-    });
-    env.unseal();
-    let authorized = env.path("authorized_keys");
-    std::fs::copy(env.pubkey_file("fwd"), &authorized).unwrap();
-    let sshd = start_sshd(&env, &authorized);
+    let (_daemon, sshd, audit) = start_daemon_and_sshd(&env, &[]);
 
     for (algorithm, host_file) in [
         ("ecdsa-sha2-nistp256", "host_ecdsa.pub"),
@@ -213,7 +164,7 @@ fn session_bind_verifies_every_host_key_type() {
         ("rsa-sha2-256", "host_rsa.pub"),
     ] {
         let output = ssh_forwarded(&env, &sshd, algorithm, "ssh-add -L 2>&1 | awk '{print $2}'");
-        assert_eq!(output.lines().collect::<Vec<_>>(), vec![blob_of(&env, "fwd").as_str()], "host key {algorithm}; audit:\n{}", std::fs::read_to_string(&audit).unwrap());
+        assert_eq!(output.lines().collect::<Vec<_>>(), vec![env.public_key_base64("fwd").as_str()], "host key {algorithm}; audit:\n{}", std::fs::read_to_string(&audit).unwrap());
         let host = fingerprint(&env.path(host_file));
         let binds = audit_lines(&audit)
             .into_iter()

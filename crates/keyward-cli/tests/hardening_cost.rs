@@ -7,11 +7,11 @@
 mod common;
 mod hardening_support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
+use common::agent::{frame, read_reply, sign_request, SIGN_RESPONSE};
 use common::{assert_success, Daemon, Env};
 
 const ED25519_SIGNATURES: usize = 400;
@@ -42,30 +42,6 @@ fn start(env: &Env, setup: &Setup) -> Daemon {
             hardening_support::wrap_daemon(env, command, &prlimit, &["--memlock=8388608".to_owned(), "--".to_owned()]);
         }
     })
-}
-
-fn key_blob(env: &Env, name: &str) -> Vec<u8> {
-    let output = env.run(&["pubkey", name]);
-    assert_success(&output, "keyward pubkey");
-    let text = String::from_utf8(output.stdout).unwrap();
-    let encoded = text.split_whitespace().nth(1).unwrap();
-    base64::engine::general_purpose::STANDARD.decode(encoded).unwrap()
-}
-
-fn put_string(frame: &mut Vec<u8>, bytes: &[u8]) {
-    frame.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-    frame.extend_from_slice(bytes);
-}
-
-/// Encodes an SSH_AGENTC_SIGN_REQUEST frame, length prefix included.
-fn sign_request(blob: &[u8], data: &[u8], flags: u32) -> Vec<u8> {
-    let mut body = vec![13u8];
-    put_string(&mut body, blob);
-    put_string(&mut body, data);
-    body.extend_from_slice(&flags.to_be_bytes());
-    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
-    frame.extend_from_slice(&body);
-    frame
 }
 
 /// Runs inside a helper process (as the daemon's uid, whom the default
@@ -105,17 +81,14 @@ fn measure_signing(env: &Env, setup: &Setup, blob: &[u8], flags: u32, count: usi
 /// Signs `count` times on one connection; returns each round trip.
 fn sign_latencies(socket: &std::path::Path, blob: &[u8], flags: u32, count: usize) -> Vec<Duration> {
     let mut stream = UnixStream::connect(socket).unwrap();
-    let frame = sign_request(blob, b"cost measurement data, 32 bytes!", flags);
+    let request = frame(&sign_request(blob, b"cost measurement data, 32 bytes!", flags));
     let mut latencies = Vec::with_capacity(count);
     for _ in 0..count {
         let started = Instant::now();
-        stream.write_all(&frame).unwrap();
-        let mut length = [0u8; 4];
-        stream.read_exact(&mut length).unwrap();
-        let mut reply = vec![0u8; u32::from_be_bytes(length) as usize];
-        stream.read_exact(&mut reply).unwrap();
+        stream.write_all(&request).unwrap();
+        let reply = read_reply(&mut stream).unwrap();
         latencies.push(started.elapsed());
-        assert_eq!(reply[0], 14, "the daemon did not sign (reply type {})", reply[0]);
+        assert_eq!(reply[0], SIGN_RESPONSE, "the daemon did not sign (reply type {})", reply[0]);
     }
     latencies
 }
@@ -155,14 +128,20 @@ fn production_kdf_unseal(template: &Env, setup: &Setup) -> f64 {
     let status = std::process::Command::new("cp").arg("-a").arg(&template.keystore).arg(&env.keystore).status().unwrap();
     assert!(status.success(), "cp -a of the keystore failed");
     let _daemon = start(&env, setup);
+    median_and_p90(time_unseals(&env, PRODUCTION_KDF_UNSEALS)).0
+}
+
+/// Unseals and seals the daemon `count` times; returns each unseal's wall
+/// time.
+fn time_unseals(env: &Env, count: usize) -> Vec<Duration> {
     let mut unseals = Vec::new();
-    for _ in 0..PRODUCTION_KDF_UNSEALS {
+    for _ in 0..count {
         let started = Instant::now();
         env.unseal();
         unseals.push(started.elapsed());
         assert_success(&env.run(&["seal"]), "keyward seal");
     }
-    median_and_p90(unseals).0
+    unseals
 }
 
 #[test]
@@ -184,24 +163,14 @@ fn protection_costs() {
     println!("| setup | status memory / mlockall | unseal median ms (test KDF / production KDF) | Ed25519 sign median / p90 µs | RSA-2048 sign median / p90 µs |");
     println!("|---|---|---|---|---|");
     for setup in &setups {
-        let env = Env::new();
-        env.init();
-        env.keygen("ed25519", "ed");
-        env.keygen("rsa-2048", "rsa");
-        let ed = key_blob(&env, "ed");
-        let rsa = key_blob(&env, "rsa");
+        let env = Env::with_keys(&[("ed25519", "ed"), ("rsa-2048", "rsa")]);
+        let ed = env.public_key_blob("ed");
+        let rsa = env.public_key_blob("rsa");
         let _daemon = start(&env, setup);
 
-        let mut unseals = Vec::new();
-        for _ in 0..UNSEALS {
-            let started = Instant::now();
-            env.unseal();
-            unseals.push(started.elapsed());
-            assert_success(&env.run(&["seal"]), "keyward seal");
-        }
+        let unseals = time_unseals(&env, UNSEALS);
         env.unseal();
-        let status = env.run(&["status", "--json"]);
-        let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+        let status = env.status_json();
         let protections = &status["protections"];
 
         let real_kdf = production_kdf_unseal(&template, setup);

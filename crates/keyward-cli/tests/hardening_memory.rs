@@ -11,7 +11,7 @@ mod hardening_support;
 
 use std::process::Command;
 
-use common::{assert_success, with_agent, Env};
+use common::{assert_success, ssh_keygen_sign_file, Env};
 use hardening_support::{scan_process, Needle, Scan};
 use sha2::{Digest, Sha512};
 
@@ -48,13 +48,6 @@ fn passphrase_needles(nfc: &str, nfd: &str) -> Vec<Needle> {
         }
     }
     needles
-}
-
-/// Runs `keyward ARGS --passphrase-fd 0` with `passphrase` on stdin.
-fn run_with(env: &Env, args: &[&str], passphrase: &str) -> std::process::Output {
-    let mut full = args.to_vec();
-    full.extend(["--passphrase-fd", "0"]);
-    env.run_with_input(&full, passphrase.as_bytes())
 }
 
 /// Makes an Ed25519 and an RSA-2048 key with ssh-keygen, imports them as
@@ -127,12 +120,7 @@ fn sign_with_each_key(env: &Env) {
     std::fs::write(&message, b"scan me\n").unwrap();
     for name in ["ed", "rsa", "ed", "ed", "rsa", "ed", "ed"] {
         let public = env.pubkey_file(name);
-        let output = with_agent("ssh-keygen", &env.agent_socket())
-            .args(["-Y", "sign", "-n", "file", "-f"])
-            .arg(&public)
-            .arg(&message)
-            .output()
-            .unwrap();
+        let output = ssh_keygen_sign_file(&env.agent_socket(), &public, &message);
         assert_success(&output, &format!("ssh-keygen -Y sign with {name}"));
         std::fs::remove_file(env.path("message.txt.sig")).unwrap();
     }
@@ -145,7 +133,7 @@ fn seal(env: &Env) {
 
 fn unseal(env: &Env) {
     // The client normalises to NFC; feeding NFD checks both forms.
-    let output = run_with(env, &["unseal"], PASSPHRASE_NFD);
+    let output = env.run_with_given_passphrase(&["unseal"], PASSPHRASE_NFD.as_bytes());
     assert_success(&output, "keyward unseal");
 }
 
@@ -176,7 +164,7 @@ fn helper_hold_canary() {
 
 fn new_env_with_daemon(memory: Option<&str>) -> (Env, common::Daemon) {
     let env = Env::new();
-    let output = run_with(&env, &["init"], PASSPHRASE_NFC);
+    let output = env.run_with_given_passphrase(&["init"], PASSPHRASE_NFC.as_bytes());
     assert_success(&output, "keyward init");
     let daemon = env.start_daemon_with(|command| {
         if let Some(memory) = memory {
@@ -299,7 +287,7 @@ fn offline_passwd_forgets_passphrase() {
         return;
     }
     let env = Env::new();
-    let output = run_with(&env, &["init"], PASSPHRASE_NFC);
+    let output = env.run_with_given_passphrase(&["init"], PASSPHRASE_NFC.as_bytes());
     assert_success(&output, "keyward init");
     std::fs::write(env.path("old"), PASSPHRASE_NFD).unwrap();
     std::fs::write(env.path("new"), NEW_PASSPHRASE_NFD).unwrap();
@@ -321,7 +309,7 @@ fn offline_passwd_forgets_passphrase() {
     assert_none_found(&scan, &["passphrase"], "in offline passwd after it re-keyed the keystore");
 
     // The change took effect: the new passphrase opens the keystore.
-    let output = run_with(&env, &["keygen", "--type", "ed25519", "--name", "check"], NEW_PASSPHRASE_NFC);
+    let output = env.run_with_given_passphrase(&["keygen", "--type", "ed25519", "--name", "check"], NEW_PASSPHRASE_NFC.as_bytes());
     assert_success(&output, "keyward keygen with the new passphrase");
 }
 
@@ -335,7 +323,7 @@ fn import_clients_forget_keys() {
     // Offline (no daemon), then through an unsealed daemon's admin socket.
     for through_daemon in [false, true] {
         let env = Env::new();
-        let output = run_with(&env, &["init"], PASSPHRASE_NFC);
+        let output = env.run_with_given_passphrase(&["init"], PASSPHRASE_NFC.as_bytes());
         assert_success(&output, "keyward init");
         let daemon = through_daemon.then(|| {
             let daemon = env.start_daemon();

@@ -9,9 +9,9 @@ mod hardening_support;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::Env;
+use common::{wait_until, Env};
 use hardening_support::{as_unprivileged, helper_command, UNPRIVILEGED_UID};
 
 /// Names the variable holding the command the attacker spawns as its own
@@ -53,11 +53,8 @@ fn helper_ptrace_attach_child() {
         .spawn()
         .expect("spawn the child");
     if !wait_for.is_empty() {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::os::unix::net::UnixStream::connect(&wait_for).is_err() {
-            assert!(Instant::now() < deadline, "the child did not listen on {wait_for}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let listening = wait_until(Duration::from_secs(20), || std::os::unix::net::UnixStream::connect(&wait_for).is_ok());
+        assert!(listening, "the child did not listen on {wait_for}");
     }
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let result = attach_and_detach(pid);
@@ -108,9 +105,7 @@ fn uid_of(pid: u32) -> u32 {
 
 /// Creates a keystore with one key and hands it to `UNPRIVILEGED_UID`.
 fn unprivileged_env() -> Env {
-    let env = Env::new();
-    env.init();
-    env.keygen("ed25519", "ed");
+    let env = Env::with_keys(&[("ed25519", "ed")]);
     hardening_support::give_to_unprivileged(&env);
     env
 }
@@ -165,13 +160,12 @@ fn same_uid_cannot_ptrace_daemon() {
 }
 
 fn wait_for_uid(pid: u32, uid: u32) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::fs::read_to_string(format!("/proc/{pid}/status")).ok().is_none_or(|status| {
-        !status.lines().any(|line| line.starts_with("Uid:") && line.split_whitespace().nth(2) == Some(&uid.to_string()))
-    }) {
-        assert!(Instant::now() < deadline, "process {pid} did not switch to uid {uid}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let switched = wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|status| {
+            status.lines().any(|line| line.starts_with("Uid:") && line.split_whitespace().nth(2) == Some(&uid.to_string()))
+        })
+    });
+    assert!(switched, "process {pid} did not switch to uid {uid}");
 }
 
 /// Returns the soft and hard values of a line of /proc/PID/limits.
@@ -207,20 +201,17 @@ fn daemon_crash_leaves_no_core() {
         return;
     }
     let prlimit = common::require_program("prlimit");
-    let env = Env::new();
-    env.init();
-    env.keygen("ed25519", "ed");
+    let env = Env::with_keys(&[("ed25519", "ed")]);
     let workdir = env.path("work");
     std::fs::create_dir(&workdir).unwrap();
 
     // Control: an ordinary process under the same wrapper in the same
     // directory dumps core.
     let mut sleeper = Command::new(&prlimit).args(prlimit_core_unlimited()).args(["/bin/sleep", "60"]).current_dir(&workdir).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while limit_of(sleeper.id(), "Max core file size").0 != "unlimited" || process_name(sleeper.id()) != "sleep" {
-        assert!(Instant::now() < deadline, "sleep did not start under prlimit");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let started = wait_until(Duration::from_secs(10), || {
+        limit_of(sleeper.id(), "Max core file size").0 == "unlimited" && process_name(sleeper.id()) == "sleep"
+    });
+    assert!(started, "sleep did not start under prlimit");
     signal(sleeper.id(), rustix::process::Signal::SEGV);
     let status = sleeper.wait().unwrap();
     assert_eq!(status.signal(), Some(libc_sigsegv()), "sleep did not die of SIGSEGV: {status:?}");
@@ -245,10 +236,7 @@ fn daemon_crash_leaves_no_core() {
     // restores the default action and returns. A SIGSEGV from kill(2) is
     // not raised again by a faulting instruction, so a second one is sent.
     signal(pid, rustix::process::Signal::SEGV);
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while daemon.child.try_wait().unwrap().is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(Duration::from_secs(2), || daemon.child.try_wait().unwrap().is_some());
     if daemon.child.try_wait().unwrap().is_none() {
         signal(pid, rustix::process::Signal::SEGV);
     }

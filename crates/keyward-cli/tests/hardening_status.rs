@@ -42,15 +42,12 @@ fn sign_file(env: &Env) -> std::process::Output {
     std::fs::write(&message, b"status test\n").unwrap();
     let mut command = env.keyward();
     command.args(["sign", "--key", "ed"]).arg(&message);
-    hardening_support::wrap_with(&mut command, &common::require_program("setpriv"), &hardening_support::setpriv_args());
+    common::wrap_with(&mut command, &common::require_program("setpriv"), &hardening_support::setpriv_args());
     command.output().unwrap()
 }
 
 fn new_env() -> Env {
-    let env = Env::new();
-    env.init();
-    env.keygen("ed25519", "ed");
-    env
+    Env::with_keys(&[("ed25519", "ed")])
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use base64::Engine as _;
-use common::{assert_success, require_program, ssh_keygen_verify, stderr, stdout, with_agent, Env, PASSPHRASE};
+use common::{assert_success, require_program, ssh_keygen_sign, ssh_keygen_verify, stderr, stdout, Env, PASSPHRASE};
 
 const SOURCE_PASSPHRASE: &str = "passphrase of the source file";
 
@@ -113,12 +113,7 @@ fn sign_and_verify(env: &Env, source: &Source) {
     let public = env.pubkey_file(source.name);
     let message = env.path("message.txt");
     std::fs::write(&message, format!("signed with the imported {}\n", source.name)).unwrap();
-    let output = with_agent("ssh-keygen", &env.agent_socket())
-        .args(["-Y", "sign", "-n", "file", "-f"])
-        .arg(&public)
-        .stdin(std::fs::File::open(&message).unwrap())
-        .output()
-        .unwrap();
+    let output = ssh_keygen_sign(&env.agent_socket(), &public, &message);
     assert_success(&output, &format!("ssh-keygen -Y sign with the imported {}", source.name));
     let signature = env.path(&format!("{}.sig", source.name));
     std::fs::write(&signature, &output.stdout).unwrap();

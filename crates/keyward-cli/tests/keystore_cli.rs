@@ -8,7 +8,7 @@ use std::ops::Range;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{assert_success, ssh_keygen_verify, stderr, with_agent, Env, PASSPHRASE};
+use common::{assert_success, ssh_keygen_sign, ssh_keygen_verify, stderr, Env, PASSPHRASE};
 
 const NEW_PASSPHRASE: &str = "a new passphrase for the keystore";
 
@@ -83,20 +83,14 @@ fn assert_clear_failure(output: &Output, what: &str) {
 
 /// A keystore with three keys; returns the environment and the file.
 fn keystore_with_keys() -> (Env, Vec<u8>) {
-    let env = Env::new();
-    env.init();
-    env.keygen("ed25519", "first");
-    env.keygen("ecdsa-p256", "second");
-    env.keygen("ed25519", "third");
+    let env = Env::with_keys(&[("ed25519", "first"), ("ecdsa-p256", "second"), ("ed25519", "third")]);
     let bytes = std::fs::read(keystore_file(&env)).unwrap();
     (env, bytes)
 }
 
 #[test]
 fn keygen_with_wrong_passphrase_fails_clearly() {
-    let env = Env::new();
-    env.init();
-    env.keygen("ed25519", "kept");
+    let env = Env::with_keys(&[("ed25519", "kept")]);
     let before = std::fs::read(keystore_file(&env)).unwrap();
 
     let output = keygen_with(&env, "wrong passphrase");
@@ -321,12 +315,7 @@ fn sign_and_verify(env: &Env, name: &str) {
     let public = env.pubkey_file(name);
     let message = env.path("message.txt");
     std::fs::write(&message, format!("signed with {name}\n")).unwrap();
-    let output = with_agent("ssh-keygen", &env.agent_socket())
-        .args(["-Y", "sign", "-n", "file", "-f"])
-        .arg(&public)
-        .stdin(std::fs::File::open(&message).unwrap())
-        .output()
-        .unwrap();
+    let output = ssh_keygen_sign(&env.agent_socket(), &public, &message);
     assert_success(&output, &format!("ssh-keygen -Y sign with {name}"));
     let signature = env.path(&format!("{name}.sig"));
     std::fs::write(&signature, &output.stdout).unwrap();
@@ -336,10 +325,7 @@ fn sign_and_verify(env: &Env, name: &str) {
 
 #[test]
 fn passwd_keeps_keys_and_rejects_old_passphrase() {
-    let env = Env::new();
-    env.init();
-    env.keygen("ed25519", "ed");
-    env.keygen("ecdsa-p256", "ec");
+    let env = Env::with_keys(&[("ed25519", "ed"), ("ecdsa-p256", "ec")]);
     let old_copy = std::fs::read(keystore_file(&env)).unwrap();
 
     let output = passwd(&env);

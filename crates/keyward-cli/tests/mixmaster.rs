@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{assert_success, stderr, stdout, Daemon, Env};
+use common::{assert_success, output_with_input, stderr, stdout, Daemon, Env};
 use keyward::agent::extensions::FailureCode;
 use keyward::client::AgentClient;
 use serde_json::Value;
@@ -46,20 +46,9 @@ fn unhex(value: &Value) -> Vec<u8> {
 
 /// Runs `keyward ARGS` at the pinned time with `input` on stdin.
 fn kw(env: &Env, args: &[&str], input: &[u8]) -> Output {
-    use std::io::Write;
-    use std::process::Stdio;
-
-    let mut child = env
-        .keyward()
-        .args(args)
-        .env("KEYWARD_TEST_NOW", NOW)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run keyward");
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    child.wait_with_output().unwrap()
+    let mut command = env.keyward();
+    command.args(args).env("KEYWARD_TEST_NOW", NOW);
+    output_with_input(command, input)
 }
 
 /// The `[mixmaster]` section of a remailer named `name`.

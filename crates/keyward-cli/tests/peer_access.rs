@@ -8,7 +8,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::{as_user, assert_success, listed_keys, require_program, root_or_skip, ssh_keygen_verify, stderr, stdout, Env};
+use common::{agent, as_user, assert_success, listed_keys, parse_audit_lines, require_program, root_or_skip, ssh_keygen_verify, stderr, stdout, Env};
 
 const NOBODY: u32 = 65534;
 const DAEMON_UID: u32 = 4242;
@@ -48,11 +48,6 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) {
     assert_success(&output, "chown -R");
 }
 
-/// Audit lines (JSON) in the daemon's log.
-fn audit_lines(log: &str) -> Vec<serde_json::Value> {
-    log.lines().filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok()).filter(|line| line.get("event").is_some()).collect()
-}
-
 const HELPER_SOCKET: &str = "KEYWARD_TEST_HELPER_SOCKET";
 const HELPER_KEY: &str = "KEYWARD_TEST_HELPER_KEY";
 const HELPER_RESULT: &str = "helper-result: ";
@@ -80,19 +75,12 @@ fn raw_sign_as(env: &Env, uid: u32, groups: &[u32], public_line: &str) -> String
 #[ignore = "helper that raw_sign_as runs as another uid; it needs its inputs in the environment"]
 fn raw_sign_helper() {
     use base64::Engine as _;
-    use std::io::{Read, Write};
+    use std::io::Write;
 
     let socket = std::env::var_os(HELPER_SOCKET).expect("KEYWARD_TEST_HELPER_SOCKET is set");
     let line = std::env::var(HELPER_KEY).expect("KEYWARD_TEST_HELPER_KEY is set");
     let blob = base64::engine::general_purpose::STANDARD.decode(line.split_whitespace().nth(1).unwrap()).unwrap();
-    let mut body = vec![13u8];
-    for field in [&blob[..], b"data a policy must refuse"] {
-        body.extend_from_slice(&(field.len() as u32).to_be_bytes());
-        body.extend_from_slice(field);
-    }
-    body.extend_from_slice(&0u32.to_be_bytes());
-    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
-    frame.extend_from_slice(&body);
+    let frame = agent::frame(&agent::sign_request(&blob, b"data a policy must refuse", 0));
 
     let mut stream = match std::os::unix::net::UnixStream::connect(&socket) {
         Ok(stream) => stream,
@@ -102,13 +90,10 @@ fn raw_sign_helper() {
         }
     };
     stream.write_all(&frame).unwrap();
-    let mut length = [0u8; 4];
-    if stream.read_exact(&mut length).is_err() {
+    let Ok(reply) = agent::read_reply(&mut stream) else {
         println!("{HELPER_RESULT}closed");
         return;
-    }
-    let mut reply = vec![0u8; u32::from_be_bytes(length) as usize];
-    stream.read_exact(&mut reply).unwrap();
+    };
     println!("{HELPER_RESULT}reply: {reply:?}");
 }
 
@@ -156,7 +141,7 @@ fn other_uid_is_refused_even_with_open_socket() {
     assert_eq!(reply.trim(), "reply: [5]", "a raw sign request as uid {NOBODY} was not answered FAILURE");
 
     let log = daemon.log_text();
-    let refusals: Vec<_> = audit_lines(&log)
+    let refusals: Vec<_> = parse_audit_lines(&log)
         .into_iter()
         .filter(|line| line["event"] == "refused" && line["uid"] == NOBODY)
         .collect();
@@ -172,11 +157,7 @@ fn socket_group_and_rules_limit_unprivileged_daemon() {
     if !root_or_skip("socket_group_and_rules_limit_unprivileged_daemon") {
         return;
     }
-    let env = Env::new();
-    env.init();
-    env.keygen("ed25519", "for-client");
-    env.keygen("ed25519", "for-other");
-    env.keygen("ed25519", "no-rule");
+    let env = Env::with_keys(&[("ed25519", "for-client"), ("ed25519", "for-other"), ("ed25519", "no-rule")]);
     std::fs::write(
         env.keystore.join("keyward.toml"),
         format!(

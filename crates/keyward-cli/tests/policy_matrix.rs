@@ -10,8 +10,8 @@
 mod common;
 mod policy_support;
 
-use common::{is_root, Env};
-use policy_support::{blob_of, write_config, Client, SOCKET_GID};
+use common::{is_root, ssh_keygen_verify, Env};
+use policy_support::{Client, SOCKET_GID};
 
 const CONFIG: &str = r#"
 [daemon]
@@ -67,18 +67,11 @@ const GIT_ONLY: Access = Access { list: true, sshsig_git: true, ..NONE };
 #[test]
 fn matrix_of_users_groups_keys_and_operations() {
     assert!(is_root(), "this test runs clients as other uids with setpriv and needs root");
-    let env = Env::new();
-    env.init();
-    env.keygen("ed25519", "own");
-    env.keygen("ed25519", "ruled");
-    env.keygen("ed25519", "deploy");
-    env.keygen("ecdsa-p256", "login");
+    let env = Env::with_keys(&[("ed25519", "own"), ("ed25519", "ruled"), ("ed25519", "deploy"), ("ecdsa-p256", "login")]);
     env.keygen_with("ed25519", "authkey", &["--purpose", "ssh-auth"]);
     env.keygen("ecdsa-p256", "git");
-    let config = write_config(&env, CONFIG);
-    let _daemon = env.start_daemon_with(|command| {
-        command.arg("--config").arg(&config);
-    });
+    let config = env.write_config(CONFIG);
+    let _daemon = env.start_daemon_with_config(&config);
     env.unseal();
 
     let root = Client::new(0, 0, &[]);
@@ -97,7 +90,7 @@ fn matrix_of_users_groups_keys_and_operations() {
         (&outsider, [NONE, NONE, NONE, NONE, NONE, NONE]),
     ];
 
-    let blobs: Vec<String> = keys.iter().map(|key| blob_of(&env, key)).collect();
+    let blobs: Vec<String> = keys.iter().map(|key| env.public_key_base64(key)).collect();
     let mut failures = Vec::new();
     for (client, row) in expected {
         let listed = client.ssh_add_list(&env);
@@ -122,16 +115,11 @@ fn matrix_of_users_groups_keys_and_operations() {
 #[test]
 fn list_extension_shows_operations_per_peer() {
     assert!(is_root(), "this test runs clients as other uids with setpriv and needs root");
-    let env = Env::new();
-    env.init();
-    env.keygen("ed25519", "own");
-    env.keygen("ecdsa-p256", "login");
+    let env = Env::with_keys(&[("ed25519", "own"), ("ecdsa-p256", "login")]);
     env.keygen_with("ed25519", "authkey", &["--purpose", "ssh-auth"]);
     env.keygen("ecdsa-p256", "git");
-    let config = write_config(&env, CONFIG);
-    let _daemon = env.start_daemon_with(|command| {
-        command.arg("--config").arg(&config);
-    });
+    let config = env.write_config(CONFIG);
+    let _daemon = env.start_daemon_with_config(&config);
     env.unseal();
 
     let listed = |client: &Client| client.keyward_list(&env);
@@ -146,13 +134,9 @@ fn list_extension_shows_operations_per_peer() {
 #[test]
 fn keyward_sign_uses_only_allowed_namespace() {
     assert!(is_root(), "this test runs clients as other uids with setpriv and needs root");
-    let env = Env::new();
-    env.init();
-    env.keygen("ecdsa-p256", "git");
-    let config = write_config(&env, "[daemon]\nsocket_group = 4242\n[[key]]\nname = \"git\"\nusers = [1001]\noperations = [\"sshsig:git\"]\n");
-    let _daemon = env.start_daemon_with(|command| {
-        command.arg("--config").arg(&config);
-    });
+    let env = Env::with_keys(&[("ecdsa-p256", "git")]);
+    let config = env.write_config("[daemon]\nsocket_group = 4242\n[[key]]\nname = \"git\"\nusers = [1001]\noperations = [\"sshsig:git\"]\n");
+    let _daemon = env.start_daemon_with_config(&config);
     env.unseal();
     let message = env.path("message.txt");
     std::fs::write(&message, b"commit\n").unwrap();
@@ -173,17 +157,7 @@ fn keyward_sign_uses_only_allowed_namespace() {
     assert!(git.status.success(), "signing in namespace git was refused: {}", String::from_utf8_lossy(&git.stderr));
     let signature = env.path("message.sig");
     std::fs::write(&signature, &git.stdout).unwrap();
-    let public = std::fs::read_to_string(env.pubkey_file("git")).unwrap();
-    let allowed = env.path("allowed_signers");
-    std::fs::write(&allowed, format!("dev@test {public}")).unwrap();
-    let verify = std::process::Command::new(common::require_program("ssh-keygen"))
-        .args(["-Y", "verify", "-n", "git", "-I", "dev@test", "-f"])
-        .arg(&allowed)
-        .arg("-s")
-        .arg(&signature)
-        .stdin(std::fs::File::open(&message).unwrap())
-        .output()
-        .unwrap();
+    let verify = ssh_keygen_verify(env.root.path(), &env.public_key_line("git"), "git", &message, &signature);
     assert!(verify.status.success(), "ssh-keygen -Y verify rejected the signature: {}", String::from_utf8_lossy(&verify.stderr));
 
     let file = sign("file");

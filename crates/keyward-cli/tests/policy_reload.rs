@@ -5,8 +5,8 @@ mod policy_support;
 
 use std::time::{Duration, Instant};
 
-use common::{assert_success, is_root, stderr, with_agent, Env};
-use policy_support::{status, write_config, Client};
+use common::{assert_success, is_root, stderr, wait_until, with_agent, Env};
+use policy_support::Client;
 
 fn rule_for(uid: u32) -> String {
     format!("[daemon]\nsocket_group = 4242\n\n[[key]]\nname = \"k\"\nusers = [{uid}]\noperations = [\"sign\"]\n")
@@ -15,13 +15,9 @@ fn rule_for(uid: u32) -> String {
 #[test]
 fn reload_keeps_or_replaces_policy() {
     assert!(is_root(), "this test runs clients as other uids with setpriv and needs root");
-    let env = Env::new();
-    env.init();
-    env.keygen("ed25519", "k");
-    let config = write_config(&env, &rule_for(1001));
-    let daemon = env.start_daemon_with(|command| {
-        command.arg("--config").arg(&config);
-    });
+    let env = Env::with_keys(&[("ed25519", "k")]);
+    let config = env.write_config(&rule_for(1001));
+    let daemon = env.start_daemon_with_config(&config);
     env.unseal();
     let public = env.pubkey_file("k");
     let public = public.to_str().unwrap();
@@ -41,11 +37,8 @@ fn reload_keeps_or_replaces_policy() {
 
     // The same through SIGHUP.
     daemon.signal(rustix::process::Signal::HUP);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while daemon.log_text().matches("reload-failed").count() < 2 {
-        assert!(Instant::now() < deadline, "no reload-failed line after SIGHUP:\n{}", daemon.log_text());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let logged = wait_until(Duration::from_secs(10), || daemon.log_text().matches("reload-failed").count() >= 2);
+    assert!(logged, "no reload-failed line after SIGHUP:\n{}", daemon.log_text());
     assert!(first.allowed(&env, &["sign", "raw", public]), "a failed SIGHUP reload changed the policy");
 
     // A good file with a new rule applies to new requests, without sealing.
@@ -54,25 +47,20 @@ fn reload_keeps_or_replaces_policy() {
     assert_success(&output, "keyward reload");
     assert!(second.allowed(&env, &["sign", "raw", public]), "the new rule was not applied");
     assert!(!first.allowed(&env, &["sign", "raw", public]), "the old rule is still in force");
-    assert_eq!(status(&env)["state"], "unsealed", "reload sealed the daemon");
+    assert_eq!(env.status_json()["state"], "unsealed", "reload sealed the daemon");
 
     // SIGHUP applies a good file too.
     std::fs::write(&config, rule_for(1001)).unwrap();
     daemon.signal(rustix::process::Signal::HUP);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !first.allowed(&env, &["sign", "raw", public]) {
-        assert!(Instant::now() < deadline, "SIGHUP did not apply the new rule:\n{}", daemon.log_text());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let applied = wait_until(Duration::from_secs(10), || first.allowed(&env, &["sign", "raw", public]));
+    assert!(applied, "SIGHUP did not apply the new rule:\n{}", daemon.log_text());
     assert!(!second.allowed(&env, &["sign", "raw", public]));
-    assert_eq!(status(&env)["state"], "unsealed", "SIGHUP sealed the daemon");
+    assert_eq!(env.status_json()["state"], "unsealed", "SIGHUP sealed the daemon");
 }
 
 #[test]
 fn idle_daemon_seals_after_configured_time() {
-    let env = Env::new();
-    env.init();
-    env.keygen("ed25519", "k");
+    let env = Env::with_keys(&[("ed25519", "k")]);
     let daemon = env.start_daemon_with(|command| {
         command.env("KEYWARD_TEST_IDLE_SECONDS", "2");
     });
@@ -85,15 +73,12 @@ fn idle_daemon_seals_after_configured_time() {
         assert_success(&output, "ssh-add -L");
         std::thread::sleep(Duration::from_millis(500));
     }
-    assert_eq!(status(&env)["state"], "unsealed", "the daemon sealed while requests arrived");
+    assert_eq!(env.status_json()["state"], "unsealed", "the daemon sealed while requests arrived");
 
     // Without requests it seals within the idle time plus the one-second check.
     let idle_from = Instant::now();
-    let deadline = idle_from + Duration::from_secs(10);
-    while status(&env)["state"] != "sealed" {
-        assert!(Instant::now() < deadline, "the daemon did not seal when idle:\n{}", daemon.log_text());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let sealed = wait_until(Duration::from_secs(10), || env.status_json()["state"] == "sealed");
+    assert!(sealed, "the daemon did not seal when idle:\n{}", daemon.log_text());
     let waited = idle_from.elapsed();
     assert!(waited >= Duration::from_millis(1500), "sealed after {waited:?}, before the idle time");
     assert!(daemon.log_text().contains("\"reason\":\"idle\""), "no audit line for the idle seal:\n{}", daemon.log_text());
@@ -102,9 +87,7 @@ fn idle_daemon_seals_after_configured_time() {
 
 #[test]
 fn failed_unseal_delays_admin_but_not_service_clients() {
-    let env = Env::new();
-    env.init();
-    env.keygen("ed25519", "k");
+    let env = Env::with_keys(&[("ed25519", "k")]);
     let _daemon = env.start_daemon();
 
     // Returns when the attempt finished.

@@ -8,31 +8,12 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use common::{raw_request, Env};
-
-const FAILURE: &[u8] = &[5];
-
-fn frame(body: &[u8]) -> Vec<u8> {
-    let mut out = (body.len() as u32).to_be_bytes().to_vec();
-    out.extend_from_slice(body);
-    out
-}
-
-fn string(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-    out.extend_from_slice(bytes);
-}
+use common::agent::{closed_by_peer, frame, put_string, raw_request, FAILURE, REQUEST_IDENTITIES};
+use common::Env;
 
 /// The identities answer a fresh connection gets.
 fn identities(env: &Env) -> Vec<u8> {
-    raw_request(&env.agent_socket(), &frame(&[11])).expect("the daemon answers a listing")
-}
-
-/// Whether the daemon closed `stream` without replying.
-fn closed_without_reply(mut stream: UnixStream) -> bool {
-    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut buffer = [0u8; 1];
-    matches!(stream.read(&mut buffer), Ok(0) | Err(_))
+    raw_request(&env.agent_socket(), &frame(&[REQUEST_IDENTITIES])).expect("the daemon answers a listing")
 }
 
 #[test]
@@ -44,21 +25,21 @@ fn malformed_requests_fail_and_daemon_keeps_serving() {
     assert_eq!(&expected[1..5], &2u32.to_be_bytes(), "the listing does not hold both keys");
 
     let mut sign_bad_blob = vec![13];
-    string(&mut sign_bad_blob, b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x05short");
-    string(&mut sign_bad_blob, b"data");
+    put_string(&mut sign_bad_blob, b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x05short");
+    put_string(&mut sign_bad_blob, b"data");
     sign_bad_blob.extend_from_slice(&0u32.to_be_bytes());
 
     let mut unknown_extension = vec![27];
-    string(&mut unknown_extension, b"no-such-extension@keyward.test");
+    put_string(&mut unknown_extension, b"no-such-extension@keyward.test");
 
     let mut add_identity = vec![17];
-    string(&mut add_identity, b"ssh-ed25519");
-    string(&mut add_identity, &[7u8; 32]);
-    string(&mut add_identity, &[9u8; 64]);
-    string(&mut add_identity, b"comment");
+    put_string(&mut add_identity, b"ssh-ed25519");
+    put_string(&mut add_identity, &[7u8; 32]);
+    put_string(&mut add_identity, &[9u8; 64]);
+    put_string(&mut add_identity, b"comment");
 
     let mut lock = vec![22];
-    string(&mut lock, b"lock passphrase");
+    put_string(&mut lock, b"lock passphrase");
 
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("an empty frame", vec![]),
@@ -72,7 +53,7 @@ fn malformed_requests_fail_and_daemon_keeps_serving() {
     ];
     for (what, body) in cases {
         let reply = raw_request(&socket, &frame(&body));
-        assert_eq!(reply.as_deref(), Some(FAILURE), "{what} did not get FAILURE");
+        assert_eq!(reply.as_deref(), Some(&[FAILURE][..]), "{what} did not get FAILURE");
         assert_eq!(identities(&env), expected, "a new connection lists other keys after {what}");
     }
 
@@ -81,9 +62,9 @@ fn malformed_requests_fail_and_daemon_keeps_serving() {
     stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     stream.write_all(&frame(&[200])).unwrap();
     stream.write_all(&frame(&[11])).unwrap();
-    let mut replies = vec![0u8; 4 + FAILURE.len() + 4 + expected.len()];
+    let mut replies = vec![0u8; 4 + 1 + 4 + expected.len()];
     stream.read_exact(&mut replies).unwrap();
-    assert_eq!(&replies[4..5], FAILURE, "the first reply on the connection is not FAILURE");
+    assert_eq!(replies[4], FAILURE, "the first reply on the connection is not FAILURE");
     assert_eq!(&replies[9..], &expected[..], "the listing after a FAILURE on the same connection differs");
 }
 
@@ -97,7 +78,7 @@ fn oversized_frame_closes_connection() {
     stream.write_all(&(length as u32).to_be_bytes()).unwrap();
     // Some bytes of the announced body; the daemon must not wait for the rest.
     let _ = stream.write_all(&[11u8; 1024]);
-    assert!(closed_without_reply(stream), "a frame of {length} bytes did not close the connection");
+    assert!(closed_by_peer(&mut stream, Duration::from_secs(20)), "a frame of {length} bytes did not close the connection");
     assert_eq!(identities(&env), expected, "a new connection lists other keys after an oversized frame");
 
     // The largest length is refused the same way.
@@ -109,7 +90,7 @@ fn oversized_frame_closes_connection() {
     let mut body = vec![200u8];
     body.resize(256 * 1024, 0);
     let reply = raw_request(&env.agent_socket(), &frame(&body));
-    assert_eq!(reply.as_deref(), Some(FAILURE), "a frame of exactly 256 KiB was not read and answered");
+    assert_eq!(reply.as_deref(), Some(&[FAILURE][..]), "a frame of exactly 256 KiB was not read and answered");
 }
 
 #[test]
@@ -118,21 +99,21 @@ fn truncated_frame_closes_connection() {
     let expected = identities(&env);
 
     let mut body = vec![13];
-    string(&mut body, &[1u8; 40]);
-    string(&mut body, &[2u8; 40]);
+    put_string(&mut body, &[1u8; 40]);
+    put_string(&mut body, &[2u8; 40]);
     body.extend_from_slice(&0u32.to_be_bytes());
     let whole = frame(&body);
 
     let mut stream = UnixStream::connect(env.agent_socket()).unwrap();
     stream.write_all(&whole[..4 + body.len() / 2]).unwrap();
     stream.shutdown(std::net::Shutdown::Write).unwrap();
-    assert!(closed_without_reply(stream), "a truncated frame did not close the connection");
+    assert!(closed_by_peer(&mut stream, Duration::from_secs(20)), "a truncated frame did not close the connection");
     assert_eq!(identities(&env), expected, "a new connection lists other keys after a truncated frame");
 
     // Half a length prefix, then the end of the stream.
     let mut stream = UnixStream::connect(env.agent_socket()).unwrap();
     stream.write_all(&[0, 0]).unwrap();
     stream.shutdown(std::net::Shutdown::Write).unwrap();
-    assert!(closed_without_reply(stream), "half a length prefix did not close the connection");
+    assert!(closed_by_peer(&mut stream, Duration::from_secs(20)), "half a length prefix did not close the connection");
     assert_eq!(identities(&env), expected, "a new connection lists other keys after half a length prefix");
 }

@@ -154,9 +154,7 @@ fn with_name(names: &BTreeSet<String>, name: String) -> BTreeSet<String> {
 fn sigkill_during_offline_writes() {
     let mut rng = Rng::from_time();
     eprintln!("seed {}", rng.seed());
-    let env = Env::new();
-    env.init();
-    env.keygen("ed25519", "base");
+    let env = Env::with_keys(&[("ed25519", "base")]);
     let source = env.path("source-key");
     std::fs::write(&source, include_bytes!("data/import-ed25519")).unwrap();
     let mut passphrases = (PASSPHRASE.to_owned(), OTHER_PASSPHRASE.to_owned());
@@ -218,9 +216,7 @@ fn sigkill_during_offline_writes() {
 fn sigkill_daemon_during_keygen() {
     let mut rng = Rng::from_time();
     eprintln!("seed {}", rng.seed());
-    let env = Env::new();
-    env.init();
-    env.keygen("ed25519", "base");
+    let env = Env::with_keys(&[("ed25519", "base")]);
 
     let mut tally = Tally::default();
     let mut full = 0;

@@ -10,8 +10,9 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Env;
-use robust_support::{as_user, closed_by_peer, exchange, frame, serves, wait_until, REQUEST_IDENTITIES};
+use common::agent::{closed_by_peer, exchange, frame, request, serves, IDENTITIES_ANSWER, REQUEST_IDENTITIES};
+use common::{wait_until, Env};
+use robust_support::as_user;
 
 const OTHER_UID: u32 = 2001;
 const THIRD_UID: u32 = 2002;
@@ -20,9 +21,7 @@ const SOCKET_GROUP: u32 = 2001;
 
 /// Creates a keystore with one key and a configuration file, before the daemon.
 fn env_with_config(config: &str) -> Env {
-    let env = Env::new();
-    env.init();
-    env.keygen("ed25519", "ed");
+    let env = Env::with_keys(&[("ed25519", "ed")]);
     std::fs::write(env.keystore.join("keyward.toml"), config).unwrap();
     env
 }
@@ -31,8 +30,8 @@ fn env_with_config(config: &str) -> Env {
 fn served_connection(socket: &std::path::Path) -> UnixStream {
     let mut stream = UnixStream::connect(socket).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let reply = exchange(&mut stream, REQUEST_IDENTITIES).expect("served");
-    assert_eq!(reply[0], robust_support::IDENTITIES_ANSWER);
+    let reply = exchange(&mut stream, &[REQUEST_IDENTITIES]).expect("served");
+    assert_eq!(reply[0], IDENTITIES_ANSWER);
     stream
 }
 
@@ -68,7 +67,7 @@ fn connection_caps_reject_and_recover() {
     let socket_for_third = socket.clone();
     assert!(wait_until(Duration::from_secs(5), move || {
         let socket = socket_for_third.clone();
-        as_user(THIRD_UID, SOCKET_GROUP, move || robust_support::request(&socket, REQUEST_IDENTITIES, Duration::from_secs(2)).is_some())
+        as_user(THIRD_UID, SOCKET_GROUP, move || request(&socket, &[REQUEST_IDENTITIES], Duration::from_secs(2)).is_some())
     }));
 
     let log = daemon.log_text();
@@ -132,7 +131,7 @@ fn thousands_of_vanishing_clients_leave_daemon_healthy() {
         .map(|worker| {
             let socket = socket.clone();
             std::thread::spawn(move || {
-                let request = frame(REQUEST_IDENTITIES);
+                let request = frame(&[REQUEST_IDENTITIES]);
                 for round in 0..750 {
                     let Ok(mut stream) = UnixStream::connect(&socket) else { continue };
                     // Full request, half a header, half a body, nothing.
@@ -184,7 +183,7 @@ fn writing_to_closed_client_does_not_kill() {
     // a closed socket.
     for _ in 0..200 {
         let mut stream = UnixStream::connect(env.agent_socket()).unwrap();
-        let requests: Vec<u8> = (0..20).flat_map(|_| frame(REQUEST_IDENTITIES)).collect();
+        let requests: Vec<u8> = (0..20).flat_map(|_| frame(&[REQUEST_IDENTITIES])).collect();
         stream.write_all(&requests).unwrap();
         stream.shutdown(std::net::Shutdown::Both).unwrap();
     }
@@ -195,9 +194,7 @@ fn writing_to_closed_client_does_not_kill() {
 
 #[test]
 fn running_out_of_descriptors_is_survived() {
-    let env = Env::new();
-    env.init();
-    env.keygen("ed25519", "ed");
+    let env = Env::with_keys(&[("ed25519", "ed")]);
     let mut daemon = env.start_daemon_with(|command| {
         // SAFETY: setrlimit is async-signal-safe and touches no memory.
         unsafe {
@@ -218,7 +215,7 @@ fn running_out_of_descriptors_is_survived() {
             continue;
         };
         stream.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
-        match exchange(&mut stream, REQUEST_IDENTITIES) {
+        match exchange(&mut stream, &[REQUEST_IDENTITIES]) {
             Ok(_) => held.push(stream),
             Err(_) => refused += 1,
         }

@@ -2,14 +2,13 @@
 //! socket, over-long paths and the signals the daemon handles.
 
 mod common;
-mod robust_support;
 
 use std::os::unix::fs::DirBuilderExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{stderr, wait_timeout, Env};
-use robust_support::{serves, state, wait_until};
+use common::agent::{serves, state};
+use common::{stderr, wait_timeout, wait_until, Env};
 use rustix::process::Signal;
 
 /// Runs the daemon in the foreground and expects it to exit by itself.

@@ -6,13 +6,12 @@
 //! (4 + 32 bytes) ends the file.
 
 mod common;
-mod robust_support;
 
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
+use common::agent::state;
 use common::{stderr, Env};
-use robust_support::state;
 
 const VERSION: usize = 16;
 const KEYSTORE_ID: usize = 24;
@@ -75,10 +74,7 @@ fn entries(bytes: &[u8]) -> Vec<EntryLayout> {
 
 /// Creates a keystore with three keys; returns it and its file as it was before the third.
 fn base() -> (Env, Vec<u8>) {
-    let env = Env::new();
-    env.init();
-    env.keygen("ed25519", "a");
-    env.keygen("ed25519", "b");
+    let env = Env::with_keys(&[("ed25519", "a"), ("ed25519", "b")]);
     let old = std::fs::read(env.keystore.join("keystore")).unwrap();
     env.keygen("ecdsa-p256", "c");
     (env, old)

@@ -3,24 +3,13 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::{assert_success, listed_keys, ssh_keygen_verify, stderr, stdout, with_agent, Env};
-
-fn ssh_keygen_sign(env: &Env, public: &Path, message: &Path) -> std::process::Output {
-    with_agent("ssh-keygen", &env.agent_socket())
-        .args(["-Y", "sign", "-n", "file", "-f"])
-        .arg(public)
-        .stdin(std::fs::File::open(message).unwrap())
-        .output()
-        .unwrap()
-}
+use common::{assert_success, listed_keys, ssh_keygen_sign, ssh_keygen_verify, stderr, stdout, with_agent, Env};
 
 fn assert_sealed(env: &Env, when: &str) {
     let public = env.pubkey_file("ed");
     let message = env.path("message.txt");
 
-    let output = ssh_keygen_sign(env, &public, &message);
+    let output = ssh_keygen_sign(&env.agent_socket(), &public, &message);
     assert!(!output.status.success(), "ssh-keygen -Y sign succeeded {when}");
     assert!(!stdout(&output).contains("BEGIN SSH SIGNATURE"), "ssh-keygen got a signature {when}");
 
@@ -43,7 +32,7 @@ fn assert_unsealed(env: &Env, when: &str) {
     let output = env.run(&["status"]);
     assert_eq!(output.status.code(), Some(0), "keyward status did not exit 0 {when}: {}", stderr(&output));
 
-    let output = ssh_keygen_sign(env, &public, &message);
+    let output = ssh_keygen_sign(&env.agent_socket(), &public, &message);
     assert_success(&output, &format!("ssh-keygen -Y sign {when}"));
     let signature = env.path("ssh-keygen.sig");
     std::fs::write(&signature, &output.stdout).unwrap();
@@ -60,10 +49,7 @@ fn assert_unsealed(env: &Env, when: &str) {
 
 #[test]
 fn sealed_daemon_signs_only_after_unseal() {
-    let env = Env::new();
-    env.init();
-    env.keygen("ed25519", "ed");
-    env.keygen("ed25519", "theirs");
+    let env = Env::with_keys(&[("ed25519", "ed"), ("ed25519", "theirs")]);
     // A rule for another user takes "theirs" away from the daemon's user.
     std::fs::write(
         env.keystore.join("keyward.toml"),

@@ -6,9 +6,9 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{require_program, stderr, wait_timeout, Daemon, Env};
+use common::{parse_audit_lines, require_program, stderr, wait_timeout, wait_until, Daemon, Env};
 
 /// A private message bus, killed by pid when dropped.
 struct Bus {
@@ -58,24 +58,9 @@ fn status_code(env: &Env) -> Option<i32> {
     env.run(&["status"]).status.code()
 }
 
-/// Waits up to `limit` for `text` to appear in the daemon's log.
-fn wait_for_log(daemon: &Daemon, text: &str, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if daemon.log_text().contains(text) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
-
 fn sealed_audit_reasons(daemon: &Daemon) -> Vec<String> {
-    daemon
-        .log_text()
-        .lines()
-        .filter(|line| line.starts_with('{'))
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+    parse_audit_lines(&daemon.log_text())
+        .into_iter()
         .filter(|line| line["event"] == "sealed")
         .map(|line| line["reason"].as_str().unwrap_or_default().to_owned())
         .collect()
@@ -83,15 +68,13 @@ fn sealed_audit_reasons(daemon: &Daemon) -> Vec<String> {
 
 /// Starts a bus and an unsealed daemon that watches it for sleep.
 fn unsealed_daemon_on_bus() -> (Env, Bus, Daemon) {
-    let env = Env::new();
-    env.init();
-    env.keygen("ed25519", "ed");
+    let env = Env::with_keys(&[("ed25519", "ed")]);
     let bus = Bus::start(&env);
     let daemon = env.start_daemon_with(|command| {
         command.env("KEYWARD_TEST_SLEEP_BUS", &bus.address);
     });
     assert!(
-        wait_for_log(&daemon, "watching logind's PrepareForSleep", Duration::from_secs(10)),
+        wait_until(Duration::from_secs(10), || daemon.log_text().contains("watching logind's PrepareForSleep")),
         "the daemon did not subscribe to PrepareForSleep; log:\n{}",
         daemon.log_text()
     );
@@ -106,12 +89,11 @@ fn prepare_for_sleep_seals_daemon() {
 
     bus.send_prepare_for_sleep(true);
 
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut code = status_code(&env);
-    while code != Some(4) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
+    let mut code = None;
+    wait_until(Duration::from_secs(5), || {
         code = status_code(&env);
-    }
+        code == Some(4)
+    });
     assert_eq!(code, Some(4), "the daemon is not sealed 5 s after PrepareForSleep(true); log:\n{}", daemon.log_text());
     assert_eq!(sealed_audit_reasons(&daemon), vec!["sleep".to_owned()], "log:\n{}", daemon.log_text());
 }
@@ -123,7 +105,7 @@ fn resume_signal_leaves_daemon_unsealed() {
     bus.send_prepare_for_sleep(false);
 
     assert!(
-        wait_for_log(&daemon, "the system resumed from sleep", Duration::from_secs(5)),
+        wait_until(Duration::from_secs(5), || daemon.log_text().contains("the system resumed from sleep")),
         "the daemon did not receive PrepareForSleep(false); log:\n{}",
         daemon.log_text()
     );

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_success, stderr, with_agent, Env};
+use common::{assert_success, ssh_keygen_sign_file, ssh_keygen_verify, stderr, with_agent, Env};
 
 const SSH_TYPES: &[(&str, &str)] = &[
     ("ed25519", "ed"),
@@ -35,12 +35,7 @@ fn ssh_keygen_signatures_verify_for_every_type() {
 
     for (_, name) in SSH_TYPES {
         let public = env.pubkey_file(name);
-        let output = with_agent("ssh-keygen", &env.agent_socket())
-            .args(["-Y", "sign", "-n", "file", "-f"])
-            .arg(&public)
-            .arg(&message)
-            .output()
-            .unwrap();
+        let output = ssh_keygen_sign_file(&env.agent_socket(), &public, &message);
         assert_success(&output, &format!("ssh-keygen -Y sign with {name}"));
         let signature = env.path("message.txt.sig");
         verify(&env, name, &public, &message, &signature);
@@ -56,15 +51,6 @@ fn ssh_keygen_signatures_verify_for_every_type() {
 
 fn verify(env: &Env, name: &str, public: &std::path::Path, message: &std::path::Path, signature: &std::path::Path) {
     let key = std::fs::read_to_string(public).unwrap();
-    let allowed = env.path("allowed_signers");
-    std::fs::write(&allowed, format!("signer@test {key}")).unwrap();
-    let output = std::process::Command::new(common::require_program("ssh-keygen"))
-        .args(["-Y", "verify", "-n", "file", "-I", "signer@test", "-f"])
-        .arg(&allowed)
-        .arg("-s")
-        .arg(signature)
-        .stdin(std::fs::File::open(message).unwrap())
-        .output()
-        .unwrap();
+    let output = ssh_keygen_verify(env.root.path(), key.trim_end(), "file", message, signature);
     assert!(output.status.success(), "ssh-keygen -Y verify rejected the {name} signature: {}", stderr(&output));
 }

@@ -92,9 +92,7 @@ fn sshd_serves_daemon_held_host_key() {
     if !root_or_skip("sshd_serves_daemon_held_host_key") {
         return;
     }
-    let env = Env::new();
-    env.init();
-    env.keygen("ed25519", "user");
+    let env = Env::with_keys(&[("ed25519", "user")]);
     env.keygen_with("ed25519", "host", &["--purpose", "ssh-host"]);
     env.keygen_with("ed25519", "other-host", &["--purpose", "ssh-host"]);
     let _daemon = env.start_daemon();

@@ -5,27 +5,17 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
-use common::{assert_success, require_program, stderr, stdout, Env, PASSPHRASE};
+use common::{assert_success, output_with_input, require_program, stderr, stdout, wrap_with, Env, PASSPHRASE};
 
 /// Runs `keyward ARGS` on a new terminal, typing `answers` at its prompts.
 fn typed(env: &Env, args: &[&str], answers: &[&str]) -> Output {
-    let python = require_program("python3");
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/type_on_terminal.py");
-    let keyward = env.keyward();
-    let mut command = Command::new(python);
-    command.arg(script).arg(keyward.get_program()).args(keyward.get_args()).args(args);
-    for (name, value) in keyward.get_envs() {
-        match value {
-            Some(value) => command.env(name, value),
-            None => command.env_remove(name),
-        };
-    }
-    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(answers.join("\n").as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
+    let mut command = env.keyward();
+    command.args(args);
+    wrap_with(&mut command, &require_program("python3"), &[script]);
+    output_with_input(command, answers.join("\n").as_bytes())
 }
 
 #[test]
@@ -79,16 +69,9 @@ fn prompt_without_terminal_fails_clearly() {
     let env = Env::new();
     // setsid starts the command in a new session, which has no
     // controlling terminal even when the tests run in one.
-    let setsid = require_program("setsid");
-    let keyward = env.keyward();
-    let mut command = Command::new(setsid);
-    command.arg(keyward.get_program()).args(keyward.get_args()).arg("init");
-    for (name, value) in keyward.get_envs() {
-        match value {
-            Some(value) => command.env(name, value),
-            None => command.env_remove(name),
-        };
-    }
+    let mut command = env.keyward();
+    command.arg("init");
+    wrap_with(&mut command, &require_program("setsid"), &[] as &[&str]);
     let output = command.stdin(Stdio::null()).output().unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("no terminal to prompt on"), "{}", stderr(&output));

@@ -3,61 +3,23 @@
 //! forwarded connection lists and signs only with forwarding-allowed keys,
 //! for user authentication only, and gets no extensions.
 
-use std::sync::Arc;
+mod common;
 
 use keyward::agent::{self, extensions};
-use keyward::config::Config;
-use keyward::keys::{generate, KeyType, LoadedKey};
-use keyward::keystore::EntryMeta;
-use keyward::policy::{NameResolver, Peer, Policy};
-use keyward::service::{Connection, KeySet, NoAudit, PublicKeyInfo, Service};
+use keyward::keys::LoadedKey;
+use keyward::service::Service;
 use keyward::wire::{Reader, Writer};
+
+use common::{connection, key, public_blob, sign_request, unsealed_service};
 
 const NOW: u64 = 1_790_000_000;
 
-struct NoNames;
-
-impl NameResolver for NoNames {
-    fn user_id(&self, _: &str) -> Option<u32> {
-        None
-    }
-    fn group_id(&self, _: &str) -> Option<u32> {
-        None
-    }
-}
-
-fn key(name: &str) -> LoadedKey {
-    let generated = generate::generate(KeyType::Ed25519).unwrap();
-    let meta = EntryMeta {
-        name: name.into(),
-        key_type: "ed25519".into(),
-        purpose: "sign".into(),
-        public_key: generated.public_blob,
-        comment: String::new(),
-        created: 0,
-        not_before: None,
-        not_after: None,
-        attributes: Vec::new(),
-    };
-    LoadedKey::load(meta, generated.private).unwrap()
-}
-
 fn service() -> Service {
-    let config = Config::parse(
+    unsealed_service(
         "[[key]]\nname = \"fwd\"\nusers = [1000]\noperations = [\"sign\"]\nforwarding = true\n\
          [[key]]\nname = \"local\"\nusers = [1000]\noperations = [\"sign\"]\n",
+        &["fwd", "local"],
     )
-    .unwrap();
-    let policy = Policy::resolve(&config, 1000, &NoNames).unwrap();
-    let keys = KeySet::new(vec![key("fwd"), key("local")]);
-    let public: Vec<PublicKeyInfo> = keys.iter().map(|key| PublicKeyInfo::from_meta(key.meta.clone())).collect();
-    let service = Service::new(policy, public, Arc::new(NoAudit));
-    service.unseal(keys);
-    service
-}
-
-fn connection() -> Connection {
-    Connection::new(Peer { uid: 1000, gid: 1000, groups: Vec::new(), pid: None, exe: None })
 }
 
 fn bind_request(host: &LoadedKey, session_id: &[u8], signed: &[u8], forwarding: bool) -> Vec<u8> {
@@ -82,18 +44,6 @@ fn userauth(key_blob: &[u8]) -> Vec<u8> {
     data.put_string(b"ssh-ed25519");
     data.put_string(key_blob);
     data
-}
-
-fn sign_request(key_blob: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut body = vec![agent::SSH_AGENTC_SIGN_REQUEST];
-    body.put_string(key_blob);
-    body.put_string(data);
-    body.put_u32(0);
-    body
-}
-
-fn public_blob(service: &Service, name: &str) -> Vec<u8> {
-    service.keys().unwrap().by_name(name).unwrap().public_blob().to_vec()
 }
 
 fn listed(reply: &[u8]) -> usize {

@@ -1,6 +1,9 @@
 //! A test fixture: a throwaway keystore, a daemon on sockets in a temp
 //! directory, and helpers to drive the real `keyward` binary and OpenSSH.
+//! Raw ssh-agent requests are in the `agent` submodule.
 #![allow(dead_code)]
+
+pub mod agent;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -63,32 +66,14 @@ impl Env {
     /// A `keyward` command with this environment's places and the
     /// test-only cheap KDF.
     pub fn keyward(&self) -> Command {
-        let mut command = Command::new(keyward_binary());
-        command
-            .arg("--keystore")
-            .arg(&self.keystore)
-            .arg("--socket-dir")
-            .arg(&self.sockets)
-            .env("KEYWARD_TEST_INSECURE_KDF", "1")
-            .env_remove("KEYWARD_KEYSTORE")
-            .env_remove("KEYWARD_SOCKET_DIR")
-            .env_remove("KEYWARD_CONFIG")
-            .env_remove("SSH_AUTH_SOCK");
-        command
+        self.with_places(Command::new(keyward_binary()))
     }
 
     /// Runs `keyward ARGS` with `stdin` as input.
     pub fn run_with_input(&self, args: &[&str], stdin: &[u8]) -> Output {
-        let mut child = self
-            .keyward()
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run keyward");
-        child.stdin.take().unwrap().write_all(stdin).unwrap();
-        child.wait_with_output().unwrap()
+        let mut command = self.keyward();
+        command.args(args);
+        output_with_input(command, stdin)
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
@@ -97,9 +82,14 @@ impl Env {
 
     /// Runs a command that needs the passphrase, feeding it on stdin.
     pub fn run_with_passphrase(&self, args: &[&str]) -> Output {
+        self.run_with_given_passphrase(args, PASSPHRASE.as_bytes())
+    }
+
+    /// Runs `keyward ARGS --passphrase-fd 0` with `passphrase` on stdin.
+    pub fn run_with_given_passphrase(&self, args: &[&str], passphrase: &[u8]) -> Output {
         let mut full: Vec<&str> = args.to_vec();
         full.extend(["--passphrase-fd", "0"]);
-        self.run_with_input(&full, PASSPHRASE.as_bytes())
+        self.run_with_input(&full, passphrase)
     }
 
     pub fn init(&self) {
@@ -136,13 +126,28 @@ impl Env {
     /// Starts the daemon after `adjust` changed its command (e.g. to run
     /// it as another uid).
     pub fn start_daemon_with(&self, adjust: impl FnOnce(&mut Command)) -> Daemon {
-        let log = self.path("daemon.log");
-        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
         let mut command = self.keyward();
-        command.args(["daemon", "--foreground"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log_file);
+        command.args(["daemon", "--foreground"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(self.daemon_log_file());
         adjust(&mut command);
+        self.spawn_daemon(command)
+    }
+
+    /// Starts the daemon with `--config config`.
+    pub fn start_daemon_with_config(&self, config: &Path) -> Daemon {
+        self.start_daemon_with(|command| {
+            command.arg("--config").arg(config);
+        })
+    }
+
+    /// Opens `daemon.log` for appending, as the daemon's stderr.
+    fn daemon_log_file(&self) -> std::fs::File {
+        std::fs::OpenOptions::new().create(true).append(true).open(self.path("daemon.log")).unwrap()
+    }
+
+    /// Spawns a prepared daemon command and waits until it listens.
+    fn spawn_daemon(&self, mut command: Command) -> Daemon {
         let child = command.spawn().expect("start the daemon");
-        let daemon = Daemon { child, log };
+        let daemon = Daemon { child, log: self.path("daemon.log") };
         daemon.wait_for_socket(&self.agent_socket());
         // The daemon binds the admin socket after the service socket.
         daemon.wait_for_socket(&self.admin_socket());
@@ -154,13 +159,21 @@ impl Env {
         assert_success(&output, "keyward unseal");
     }
 
-    /// Init, two keys, a daemon, unsealed.
-    pub fn running(key_types: &[(&str, &str)]) -> (Env, Daemon) {
+    /// Creates a keystore in a new environment with a generated key for
+    /// each (type, name), and starts no daemon.
+    pub fn with_keys(key_types: &[(&str, &str)]) -> Env {
         let env = Env::new();
         env.init();
         for (key_type, name) in key_types {
             env.keygen(key_type, name);
         }
+        env
+    }
+
+    /// Creates a keystore like [`Env::with_keys`], starts a daemon on it
+    /// and unseals it.
+    pub fn running(key_types: &[(&str, &str)]) -> (Env, Daemon) {
+        let env = Env::with_keys(key_types);
         let daemon = env.start_daemon();
         env.unseal();
         (env, daemon)
@@ -236,6 +249,43 @@ pub fn wait_timeout(child: &mut Child, limit: Duration) -> std::process::ExitSta
     }
 }
 
+/// Makes `command` run under `wrapper ARGS…`, keeping its own program,
+/// arguments and environment, e.g. to run it under `prlimit` or `setpriv`.
+pub fn wrap_with(command: &mut Command, wrapper: &Path, wrapper_args: &[impl AsRef<std::ffi::OsStr>]) {
+    let mut replaced = Command::new(wrapper);
+    replaced.args(wrapper_args).arg(command.get_program()).args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => replaced.env(key, value),
+            None => replaced.env_remove(key),
+        };
+    }
+    if let Some(dir) = command.get_current_dir() {
+        replaced.current_dir(dir);
+    }
+    *command = replaced;
+}
+
+/// Runs `command` with `stdin` as its standard input and collects its
+/// output.
+pub fn output_with_input(mut command: Command, stdin: &[u8]) -> Output {
+    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("run the command");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Makes a key pair with `ssh-keygen -t key_type EXTRA` and no passphrase,
+/// in `path` and `path.pub`.
+pub fn ssh_keygen_new_key(path: &Path, key_type: &str, extra: &[&str]) {
+    let output = Command::new(require_program("ssh-keygen"))
+        .args(["-q", "-t", key_type, "-N", "", "-f"])
+        .arg(path)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert_success(&output, &format!("ssh-keygen -t {key_type}"));
+}
+
 pub fn assert_success(output: &Output, what: &str) {
     assert!(
         output.status.success(),
@@ -259,21 +309,6 @@ pub fn with_agent(program: &str, socket: &Path) -> Command {
     let mut command = Command::new(require_program(program));
     command.env("SSH_AUTH_SOCK", socket);
     command
-}
-
-/// Sends one raw frame body on a new connection and reads the reply body;
-/// `None` when the daemon closed the connection instead.
-pub fn raw_request(socket: &Path, frame: &[u8]) -> Option<Vec<u8>> {
-    use std::io::Read;
-
-    let mut stream = UnixStream::connect(socket).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    stream.write_all(frame).unwrap();
-    let mut length = [0u8; 4];
-    stream.read_exact(&mut length).ok()?;
-    let mut body = vec![0u8; u32::from_be_bytes(length) as usize];
-    stream.read_exact(&mut body).ok()?;
-    Some(body)
 }
 
 /// Whether this process is root; tests that start sshd or change uids need it.
@@ -353,24 +388,15 @@ impl Env {
         shell.args(["-c", "exec 3<\"$KEYWARD_TEST_FD3\"; exec \"$@\"", "sh"]).env("KEYWARD_TEST_FD3", fd3);
         shell.arg(keyward_binary());
         let mut command = self.with_places(shell);
-        command.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = command.spawn().expect("run keyward");
-        child.stdin.take().unwrap().write_all(stdin).unwrap();
-        child.wait_with_output().unwrap()
+        command.args(args);
+        output_with_input(command, stdin)
     }
 
     /// Starts a daemon from a prepared `keyward ... daemon --foreground`
     /// command, logging to `daemon.log`, and waits until it listens.
     pub fn start_daemon_command(&self, mut command: Command) -> Daemon {
-        let log = self.path("daemon.log");
-        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
-        command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log_file);
-        let child = command.spawn().expect("start the daemon");
-        let daemon = Daemon { child, log };
-        daemon.wait_for_socket(&self.agent_socket());
-        // The daemon binds the admin socket after the service socket.
-        daemon.wait_for_socket(&self.admin_socket());
-        daemon
+        command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(self.daemon_log_file());
+        self.spawn_daemon(command)
     }
 
     /// Returns the OpenSSH public key line of `name`, without its comment.
@@ -379,6 +405,71 @@ impl Env {
         assert_success(&output, "keyward pubkey");
         stdout(&output).split_whitespace().take(2).collect::<Vec<_>>().join(" ")
     }
+
+    /// Writes the public key file of `name` and returns its base64 key
+    /// blob, as `ssh-add -L` prints it.
+    pub fn public_key_base64(&self, name: &str) -> String {
+        let line = std::fs::read_to_string(self.pubkey_file(name)).unwrap();
+        line.split_whitespace().nth(1).unwrap().to_owned()
+    }
+
+    /// Writes the public key file of `name` and returns its key blob.
+    pub fn public_key_blob(&self, name: &str) -> Vec<u8> {
+        use base64::Engine as _;
+
+        base64::engine::general_purpose::STANDARD.decode(self.public_key_base64(name)).unwrap()
+    }
+
+    /// Writes the configuration file `keyward.toml` and returns its path.
+    pub fn write_config(&self, text: &str) -> PathBuf {
+        let path = self.path("keyward.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Returns `keyward status --json` as JSON.
+    pub fn status_json(&self) -> serde_json::Value {
+        let output = self.run(&["status", "--json"]);
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|_| panic!("status --json: {}", String::from_utf8_lossy(&output.stderr)))
+    }
+}
+
+/// Polls `condition` every 20 ms until it is true or `limit` passes.
+/// Returns whether it became true.
+pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Parses the audit lines in `text`. Lines that are not JSON (tracing
+/// output on stderr) or carry no `event` are skipped.
+pub fn parse_audit_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines().filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok()).filter(|value| value.get("event").is_some()).collect()
+}
+
+/// Parses the audit lines of the file at `path`; none when it is missing.
+pub fn audit_lines(path: &Path) -> Vec<serde_json::Value> {
+    parse_audit_lines(&std::fs::read_to_string(path).unwrap_or_default())
+}
+
+/// Waits until `check` holds on an audit line of the file at `path`, up
+/// to 10 s, and returns that line.
+pub fn wait_for_audit_line(path: &Path, check: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let mut found = None;
+    let appeared = wait_until(Duration::from_secs(10), || {
+        found = audit_lines(path).into_iter().find(|line| check(line));
+        found.is_some()
+    });
+    assert!(appeared, "no matching audit line in {}:\n{}", path.display(), std::fs::read_to_string(path).unwrap_or_default());
+    found.unwrap()
 }
 
 /// Extracts the key lines (type and base64, no comment) `ssh-add -L` prints for a
@@ -390,6 +481,25 @@ pub fn listed_keys(output: &Output) -> Vec<String> {
         .filter(|line| line.starts_with("ssh-") || line.starts_with("ecdsa-"))
         .map(|line| line.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
         .collect()
+}
+
+/// Signs `message`, fed on stdin, with `ssh-keygen -Y sign -n file` and the
+/// key of the public key file `public`, through the agent at `socket`.
+/// The signature is on the output's stdout.
+pub fn ssh_keygen_sign(socket: &Path, public: &Path, message: &Path) -> Output {
+    with_agent("ssh-keygen", socket)
+        .args(["-Y", "sign", "-n", "file", "-f"])
+        .arg(public)
+        .stdin(std::fs::File::open(message).unwrap())
+        .output()
+        .unwrap()
+}
+
+/// Signs the file `message` with `ssh-keygen -Y sign -n file` and the key
+/// of the public key file `public`, through the agent at `socket`.
+/// ssh-keygen writes the signature to `message` with `.sig` appended.
+pub fn ssh_keygen_sign_file(socket: &Path, public: &Path, message: &Path) -> Output {
+    with_agent("ssh-keygen", socket).args(["-Y", "sign", "-n", "file", "-f"]).arg(public).arg(message).output().unwrap()
 }
 
 /// Verifies an SSHSIG signature with `ssh-keygen -Y verify` against
@@ -431,12 +541,7 @@ impl Sshd {
         if !extra_config.lines().any(|line| line.starts_with("HostKey ")) {
             let host_key = dir.join("ssh_host_ed25519_key");
             if !host_key.exists() {
-                let output = Command::new(require_program("ssh-keygen"))
-                    .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-                    .arg(&host_key)
-                    .output()
-                    .unwrap();
-                assert_success(&output, "ssh-keygen for the sshd host key");
+                ssh_keygen_new_key(&host_key, "ed25519", &[]);
             }
             host_config = format!("HostKey {}\n", host_key.display());
         }

@@ -196,28 +196,11 @@ pub fn give_to_unprivileged(env: &Env) {
     }
 }
 
-/// Makes `command` run under `wrapper ARGS…`, keeping its own program,
-/// arguments and environment, e.g. to run it under `prlimit` or `setpriv`.
-pub fn wrap_with(command: &mut Command, wrapper: &Path, wrapper_args: &[String]) {
-    let mut replaced = Command::new(wrapper);
-    replaced.args(wrapper_args).arg(command.get_program()).args(command.get_args());
-    for (key, value) in command.get_envs() {
-        match value {
-            Some(value) => replaced.env(key, value),
-            None => replaced.env_remove(key),
-        };
-    }
-    if let Some(dir) = command.get_current_dir() {
-        replaced.current_dir(dir);
-    }
-    *command = replaced;
-}
-
 /// Wraps the daemon command of `Env::start_daemon_with` in `wrapper ARGS…`
 /// and sets its standard streams again (a new `Command` loses them): the
 /// log goes to the fixture's `daemon.log`.
 pub fn wrap_daemon(env: &Env, command: &mut Command, wrapper: &Path, wrapper_args: &[String]) {
-    wrap_with(command, wrapper, wrapper_args);
+    common::wrap_with(command, wrapper, wrapper_args);
     let log = std::fs::OpenOptions::new().create(true).append(true).open(env.path("daemon.log")).unwrap();
     command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
 }

@@ -1,13 +1,11 @@
 //! Helpers shared by the policy, audit and forwarding tests: clients as
-//! other uids through `setpriv`, a raw agent client script, and the audit
-//! log.
+//! other uids through `setpriv`, and a raw agent client script.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus, Output};
 
-use crate::common::{require_program, Env};
+use crate::common::{as_user, listed_keys, require_program, Env};
 
 /// The group that may open the service socket (`socket_group`), given to
 /// every test client so permission bits never decide a test.
@@ -22,6 +20,12 @@ pub fn probe_script(env: &Env) -> PathBuf {
         std::fs::copy(source, &path).unwrap();
     }
     path
+}
+
+/// Runs the probe script with `args` as this test's own uid, against the
+/// daemon of `env`; returns its exit status (0 served, 5 refused).
+pub fn local_probe(env: &Env, args: &[&str]) -> ExitStatus {
+    Command::new("/usr/bin/python3").arg(probe_script(env)).args(args).env("SSH_AUTH_SOCK", env.agent_socket()).status().unwrap()
 }
 
 /// The credentials a client runs with.
@@ -40,14 +44,10 @@ impl Client {
 
     /// `program ARGS` run with this client's ids and `SSH_AUTH_SOCK` set.
     pub fn command(&self, env: &Env, program: &Path) -> Command {
-        let mut groups: Vec<String> = vec![SOCKET_GID.to_string()];
-        groups.extend(self.groups.iter().map(u32::to_string));
-        let mut command = Command::new(require_program("setpriv"));
+        let mut groups = vec![SOCKET_GID];
+        groups.extend(&self.groups);
+        let mut command = as_user(self.uid, self.gid, &groups, program);
         command
-            .arg(format!("--reuid={}", self.uid))
-            .arg(format!("--regid={}", self.gid))
-            .arg(format!("--groups={}", groups.join(",")))
-            .arg(program)
             .env("SSH_AUTH_SOCK", env.agent_socket())
             .env("HOME", env.root.path())
             .current_dir(env.root.path());
@@ -80,51 +80,8 @@ impl Client {
     /// base64 field of each line.
     pub fn ssh_add_list(&self, env: &Env) -> Vec<String> {
         let output = self.command(env, &require_program("ssh-add")).arg("-L").output().unwrap();
-        // ssh-add -L exits 1 with "The agent has no identities." when the
-        // list is empty.
-        let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        text.lines().filter(|line| line.starts_with("ssh-") || line.starts_with("ecdsa-")).map(|line| line.split_whitespace().nth(1).unwrap().to_owned()).collect()
+        listed_keys(&output).iter().map(|line| line.split_whitespace().nth(1).unwrap().to_owned()).collect()
     }
-}
-
-/// Returns the base64 public-key blob of `name`, as `ssh-add -L` prints it.
-pub fn blob_of(env: &Env, name: &str) -> String {
-    let line = std::fs::read_to_string(env.pubkey_file(name)).unwrap();
-    line.split_whitespace().nth(1).unwrap().to_owned()
-}
-
-/// Writes the configuration file and returns its path.
-pub fn write_config(env: &Env, text: &str) -> PathBuf {
-    let path = env.path("keyward.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-/// Parses the audit lines of a log. Lines that are not JSON (tracing output
-/// on stderr) are skipped.
-pub fn audit_lines(path: &Path) -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines().filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok()).filter(|value| value.get("event").is_some()).collect()
-}
-
-/// Waits until `check` holds on the audit lines, up to 10 s.
-pub fn wait_for_line(path: &Path, check: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(line) = audit_lines(path).into_iter().find(|line| check(line)) {
-            return line;
-        }
-        if Instant::now() > deadline {
-            panic!("no matching audit line in {}:\n{}", path.display(), std::fs::read_to_string(path).unwrap_or_default());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// `keyward status --json` as JSON.
-pub fn status(env: &Env) -> serde_json::Value {
-    let output = env.run(&["status", "--json"]);
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|_| panic!("status --json: {}", String::from_utf8_lossy(&output.stderr)))
 }
 
 impl Client {
