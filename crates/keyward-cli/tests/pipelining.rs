@@ -8,43 +8,19 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use base64::Engine as _;
+use common::agent::{extension, frame, put_string, FAILURE, IDENTITIES_ANSWER, REQUEST_IDENTITIES, SIGN_REQUEST, SIGN_RESPONSE};
 use common::Env;
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 
-const REQUEST_IDENTITIES: u8 = 11;
-const IDENTITIES_ANSWER: u8 = 12;
-const SIGN_REQUEST: u8 = 13;
-const SIGN_RESPONSE: u8 = 14;
-const FAILURE: u8 = 5;
-const EXTENSION: u8 = 27;
 const EXTENSION_FAILURE: u8 = 28;
 const EXTENSION_RESPONSE: u8 = 29;
 
-fn put_string(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-    out.extend_from_slice(bytes);
-}
+/// SSH_AGENT_RSA_SHA2_512, the sign request flag for RSA with SHA-512.
+const RSA_SHA2_512: u32 = 4;
 
-fn frame(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    put_string(&mut out, body);
-    out
-}
-
+/// A sign request without flags.
 fn sign_request(blob: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut body = vec![SIGN_REQUEST];
-    put_string(&mut body, blob);
-    put_string(&mut body, data);
-    body.extend_from_slice(&0u32.to_be_bytes());
-    body
-}
-
-fn extension(name: &str, rest: &[u8]) -> Vec<u8> {
-    let mut body = vec![EXTENSION];
-    put_string(&mut body, name.as_bytes());
-    body.extend_from_slice(rest);
-    body
+    common::agent::sign_request(blob, data, 0)
 }
 
 fn batch(items: &[Vec<u8>]) -> Vec<u8> {
@@ -68,11 +44,7 @@ fn strings(mut bytes: &[u8], count: usize) -> Vec<Vec<u8>> {
 }
 
 fn read_reply(stream: &mut UnixStream) -> Vec<u8> {
-    let mut length = [0u8; 4];
-    stream.read_exact(&mut length).expect("a reply");
-    let mut body = vec![0u8; u32::from_be_bytes(length) as usize];
-    stream.read_exact(&mut body).expect("a whole reply");
-    body
+    common::agent::read_reply(stream).expect("a reply")
 }
 
 fn connect(env: &Env) -> UnixStream {
@@ -82,8 +54,7 @@ fn connect(env: &Env) -> UnixStream {
 }
 
 fn public_blob(env: &Env, name: &str) -> Vec<u8> {
-    let line = std::fs::read_to_string(env.pubkey_file(name)).unwrap();
-    base64::engine::general_purpose::STANDARD.decode(line.split_whitespace().nth(1).unwrap()).unwrap()
+    env.public_key_blob(name)
 }
 
 /// Checks an Ed25519 SSH_AGENT_SIGN_RESPONSE against `data`.
@@ -182,10 +153,7 @@ fn answers_mixed_rsa_and_ed25519_in_order() {
     let mut wire = Vec::new();
     for index in 0..60 {
         let body = if is_rsa(index) {
-            let mut body = sign_request(&rsa, &data_for(index));
-            let flags = body.len() - 4;
-            body[flags..].copy_from_slice(&4u32.to_be_bytes()); // SSH_AGENT_RSA_SHA2_512
-            body
+            common::agent::sign_request(&rsa, &data_for(index), RSA_SHA2_512)
         } else {
             sign_request(&ed, &data_for(index))
         };
@@ -389,22 +357,14 @@ fn frame_deadline_skips_time_spent_writing() {
 /// after the audit trail records the stop.
 #[test]
 fn stop_under_load_audits_nothing_after_stopped() {
-    let env = Env::new();
-    env.init();
-    env.keygen("rsa-2048", "rsa");
+    let env = Env::with_keys(&[("rsa-2048", "rsa")]);
     let audit = env.path("audit.log");
-    let config = env.path("keyward.toml");
-    std::fs::write(&config, format!("[daemon]\naudit = \"requests\"\naudit_log = \"{}\"\n", audit.display())).unwrap();
-    let daemon = env.start_daemon_with(|command| {
-        command.arg("--config").arg(&config);
-    });
+    let config = env.write_config(&format!("[daemon]\naudit = \"requests\"\naudit_log = \"{}\"\n", audit.display()));
+    let daemon = env.start_daemon_with_config(&config);
     env.unseal();
     let rsa = public_blob(&env, "rsa");
 
-    let mut request = sign_request(&rsa, b"under load");
-    let flags = request.len() - 4;
-    request[flags..].copy_from_slice(&4u32.to_be_bytes()); // SSH_AGENT_RSA_SHA2_512
-    let burst = frame(&request).repeat(16);
+    let burst = frame(&common::agent::sign_request(&rsa, b"under load", RSA_SHA2_512)).repeat(16);
     let clients: Vec<_> = (0..4)
         .map(|_| {
             let mut stream = connect(&env);
@@ -433,7 +393,7 @@ fn stop_under_load_audits_nothing_after_stopped() {
     }
 
     let text = std::fs::read_to_string(&audit).unwrap();
-    let events: Vec<serde_json::Value> = text.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let events = common::audit_lines(&audit);
     let signed = events.iter().filter(|event| event["event"] == "request").count();
     assert!(signed > 0, "no signature was made before the stop:\n{text}");
     let stopped = events.iter().position(|event| event["event"] == "stopped").expect("the stop is recorded");
