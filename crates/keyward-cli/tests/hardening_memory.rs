@@ -9,7 +9,8 @@
 mod common;
 mod hardening_support;
 
-use std::process::Command;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
 
 use common::{assert_success, ssh_keygen_sign_file, Env};
 use hardening_support::{scan_process, Needle, Scan};
@@ -278,6 +279,59 @@ fn unseal_client_forgets_passphrase() {
     assert!(message.starts_with("unsealed"), "the scan did not happen at the final message: {message:?}");
     assert!(scan.bytes_read > 0, "nothing read from the client:\n{}", scan.describe());
     assert_none_found(&scan, &PASSPHRASE_LABELS, "in the unseal client after it sent the passphrase");
+}
+
+/// The terminal prompt reads into memory it wipes: typed at `keyward
+/// unseal`'s prompt on a pseudo-terminal, the passphrase is gone from the
+/// client by the time it reports the unseal. The control: the same scan
+/// finds it in the script that typed it.
+#[test]
+fn prompt_client_forgets_typed_passphrase() {
+    if !common::is_root() {
+        eprintln!("skipped: reading another process's memory needs root");
+        return;
+    }
+    let (env, _daemon) = new_env_with_daemon(None);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/type_on_terminal.py");
+    let mut command = env.keyward();
+    command.arg("unseal");
+    common::wrap_with(&mut command, &common::require_program("python3"), &[script.as_os_str(), "--keep-output".as_ref()]);
+    // The client's messages go to a full pipe, so its first one blocks it.
+    let (reader, writer) = hardening_support::full_pipe();
+    command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::from(writer));
+    let mut typist = command.spawn().unwrap();
+    drop(command);
+    typist.stdin.take().unwrap().write_all(format!("{PASSPHRASE_NFD}\n").as_bytes()).unwrap();
+    let mut shown = BufReader::new(typist.stdout.take().unwrap());
+    let mut line = String::new();
+    shown.read_line(&mut line).unwrap();
+    let client: u32 = line.trim().parse().unwrap_or_else(|_| panic!("no pid from the typing script: {line:?}"));
+    // What the terminal showed comes last; read it so the script can finish.
+    let shown = std::thread::spawn(move || {
+        let mut text = String::new();
+        shown.read_to_string(&mut text).unwrap();
+        text
+    });
+
+    hardening_support::wait_blocked_in_pipe_write(client);
+    let needles = passphrase_needles(PASSPHRASE_NFC, PASSPHRASE_NFD);
+    let scan = scan_process(client, &needles);
+    let control = scan_process(typist.id(), &needles);
+    let drained = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        std::fs::File::from(reader).read_to_end(&mut text).unwrap();
+        String::from_utf8_lossy(&text).trim_start_matches('.').to_owned()
+    });
+    let status = common::wait_timeout(&mut typist, std::time::Duration::from_secs(60));
+    let message = drained.join().unwrap();
+    let shown = shown.join().unwrap();
+    assert!(shown.contains("Keystore passphrase: "), "no prompt on the terminal: {shown:?}");
+
+    assert!(status.success(), "unseal on a terminal failed: {message}");
+    assert!(message.starts_with("unsealed"), "the scan did not happen at the final message: {message:?}");
+    assert!(!control.found("passphrase (NFD)").is_empty(), "the scan missed the passphrase in the typing script:\n{}", control.describe());
+    assert!(scan.bytes_read > 0, "nothing read from the client:\n{}", scan.describe());
+    assert_none_found(&scan, &PASSPHRASE_LABELS, "in the unseal client after a typed passphrase");
 }
 
 #[test]

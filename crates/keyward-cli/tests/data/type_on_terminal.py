@@ -1,21 +1,43 @@
 """Runs a program on a new pseudo-terminal and types answers at its prompts.
 
-Usage: type_on_terminal.py PROGRAM ARGS... with one answer per line on
-stdin. Each answer is typed once the program has printed one more prompt
-(text ending in ": ") than before. Prints everything the terminal showed
-and exits with the program's exit code.
+Usage: type_on_terminal.py [--keep-output] PROGRAM ARGS... with one answer
+per line on stdin. Each answer is typed once the program has printed one
+more prompt (text ending in ": ") than before. Prints everything the
+terminal showed and exits with the program's exit code.
+
+With --keep-output the terminal is only the program's controlling terminal
+and standard input: its standard output and error are this script's
+standard error, and this script prints the program's pid on a line of its
+own first.
 """
 
 import os
 import pty
 import select
+import subprocess
 import sys
 import time
 
-answers = sys.stdin.read().splitlines()
-pid, terminal = pty.fork()
-if pid == 0:
-    os.execv(sys.argv[1], sys.argv[1:])
+# Kept as UTF-8 bytes until the end: a memory scan of this script finds
+# them there.
+answers = sys.stdin.buffer.read().splitlines()
+if sys.argv[1] == "--keep-output":
+    terminal, side = pty.openpty()
+    side_name = os.ttyname(side)
+
+    def take_terminal():
+        # A session leader's first terminal becomes its controlling one.
+        os.setsid()
+        os.close(os.open(side_name, os.O_RDWR))
+
+    program = subprocess.Popen(sys.argv[2:], stdin=side, stdout=2, stderr=2, preexec_fn=take_terminal)
+    os.close(side)
+    pid = program.pid
+    print(pid, flush=True)
+else:
+    pid, terminal = pty.fork()
+    if pid == 0:
+        os.execv(sys.argv[1], sys.argv[1:])
 
 shown = b""
 
@@ -46,7 +68,7 @@ for number, answer in enumerate(answers, start=1):
     while shown.count(b": ") < number:
         if time.monotonic() > deadline or not read_some():
             give_up(f"prompt {number} never came")
-    os.write(terminal, answer.encode() + b"\n")
+    os.write(terminal, answer + b"\n")
 
 deadline = time.monotonic() + 60
 while read_some():
