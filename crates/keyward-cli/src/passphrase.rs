@@ -44,40 +44,23 @@ fn read_to_end_wiping(reader: &mut impl Read) -> std::io::Result<Zeroizing<Vec<u
 /// Maximum length, in bytes, of a passphrase typed at the terminal prompt.
 const MAX_TYPED: usize = 64 * 1024;
 
-/// Puts the terminal's saved settings back when dropped, also when reading
-/// fails.
-struct RestoreTerminal<'a> {
-    terminal: &'a std::fs::File,
-    saved: rustix::termios::Termios,
-}
-
-impl Drop for RestoreTerminal<'_> {
-    fn drop(&mut self) {
-        let _ = rustix::termios::tcsetattr(self.terminal, rustix::termios::OptionalActions::Now, &self.saved);
-    }
-}
-
 /// Prompts on the controlling terminal and reads one line with echo off.
 ///
 /// Echo goes off, and input typed ahead is discarded, before the prompt
 /// is written, so that nothing typed is ever shown. The line is read into
 /// memory that is wiped, also when it grows.
 fn prompt(text: &str) -> Result<Zeroizing<Vec<u8>>> {
-    use rustix::termios::{tcgetattr, tcsetattr, LocalModes, OptionalActions};
     use std::io::Write;
+    use std::os::fd::AsFd;
 
     let Ok(terminal) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/tty") else {
         return Err(CliError::failed("a passphrase is needed and there is no terminal to prompt on")
             .hint("pass it on a file descriptor, e.g. --passphrase-fd 3 3<passphrase-file"));
     };
     let failed = |error: std::io::Error| CliError::failed(format!("cannot read the passphrase from the terminal: {error}"));
-    let saved = tcgetattr(&terminal).map_err(|error| failed(error.into()))?;
-    let mut quiet = saved.clone();
-    quiet.local_modes.remove(LocalModes::ECHO);
-    // The Enter key still moves the cursor to the next line.
-    quiet.local_modes.insert(LocalModes::ECHONL);
-    tcsetattr(&terminal, OptionalActions::Flush, &quiet).map_err(|error| failed(error.into()))?;
-    let _restore = RestoreTerminal { terminal: &terminal, saved };
+    // Echo stays off until this is dropped; a signal that ends the process
+    // meanwhile turns it back on first.
+    let _echo_off = keyward_protect::terminal::echo_off(terminal.as_fd()).map_err(failed)?;
 
     (&terminal).write_all(text.as_bytes()).map_err(failed)?;
     let mut line = Zeroizing::new(Vec::with_capacity(256));

@@ -77,3 +77,22 @@ fn prompt_without_terminal_fails_clearly() {
     assert!(stderr(&output).contains("no terminal to prompt on"), "{}", stderr(&output));
     assert!(stderr(&output).contains("--passphrase-fd"), "{}", stderr(&output));
 }
+
+/// Ctrl-C at the prompt ends the command by SIGINT, and the terminal
+/// echoes again afterwards: the handler puts the settings back first.
+#[test]
+fn interrupt_at_prompt_restores_echo() {
+    let env = Env::new();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/interrupt_prompt.py");
+    let mut command = env.keyward();
+    command.arg("init");
+    wrap_with(&mut command, &require_program("python3"), &[script]);
+    let output = command.stdin(Stdio::null()).output().unwrap();
+    assert_success(&output, "the interrupting script");
+    let report: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(report["before"], true, "{report}");
+    assert_eq!(report["during"], false, "echo was on at the prompt: {report}");
+    assert_eq!(report["signal"], 2, "not ended by SIGINT: {report}");
+    assert_eq!(report["after"], true, "echo stayed off after Ctrl-C: {report}");
+    assert!(!env.keystore.join("keystore").exists(), "a keystore file was written");
+}

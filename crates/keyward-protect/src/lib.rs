@@ -9,6 +9,7 @@ pub mod fd;
 pub mod memory;
 pub mod peer;
 pub mod process;
+pub mod terminal;
 
 pub use arena::ArenaUsage;
 pub use memory::{
