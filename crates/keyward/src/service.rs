@@ -252,11 +252,19 @@ pub struct KeySet {
     by_blob: HashMap<Vec<u8>, usize>,
     by_name: HashMap<String, usize>,
     by_fingerprint: HashMap<[u8; 32], usize>,
+    /// Set when the daemon seals: work that has not started yet refuses.
+    retired: std::sync::atomic::AtomicBool,
 }
 
 impl KeySet {
     pub fn new(keys: Vec<LoadedKey>) -> Self {
-        let mut set = KeySet { by_blob: HashMap::new(), by_name: HashMap::new(), by_fingerprint: HashMap::new(), keys: Vec::new() };
+        let mut set = KeySet {
+            by_blob: HashMap::new(),
+            by_name: HashMap::new(),
+            by_fingerprint: HashMap::new(),
+            keys: Vec::new(),
+            retired: std::sync::atomic::AtomicBool::new(false),
+        };
         for (index, key) in keys.iter().enumerate() {
             set.by_blob.insert(key.public_blob().to_vec(), index);
             set.by_name.insert(key.name().to_owned(), index);
@@ -268,6 +276,17 @@ impl KeySet {
 
     pub fn len(&self) -> usize {
         self.keys.len()
+    }
+
+    /// Marks the set as sealed away. Work holding it that has not started
+    /// refuses as sealed instead of using a key.
+    pub fn retire(&self) {
+        self.retired.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Returns whether the daemon sealed since this set was unsealed.
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -515,8 +534,9 @@ impl Service {
         self.inner.keys.store(Some(Arc::new(keys)));
     }
 
-    /// Seals: refuses new requests at once, waits up to `grace` for
-    /// operations already running, then drops (and so wipes) the keys.
+    /// Seals: refuses new requests at once, makes accepted work that has
+    /// not started refuse as sealed, waits up to `grace` for operations
+    /// already running, then drops (and so wipes) the keys.
     ///
     /// Returns false if operations were still running after `grace`; their
     /// keys are then wiped when the last of them finishes.
@@ -524,6 +544,7 @@ impl Service {
         let Some(mut keys) = self.inner.keys.swap(None) else {
             return true;
         };
+        keys.retire();
         let deadline = Instant::now() + grace;
         loop {
             match Arc::try_unwrap(keys) {
@@ -634,6 +655,9 @@ impl Service {
         let data = data.to_vec();
         Reply::Work(Work::one(cost, move || {
             let key = keys.by_blob(&blob).expect("the key set is immutable");
+            if keys.is_retired() {
+                return service.refuse_key(&Connection::new(peer), key, "sealed", &operation, failure());
+            }
             match key.sign(&data, flags, allow_sha1) {
                 Ok(signature) => {
                     if !service.succeeded(&peer, key, &operation) {

@@ -57,6 +57,9 @@ impl Service {
         let peer = connection.peer.clone();
         Reply::Work(Work::one(Cost::Heavy, move || {
             let key = keys.iter().nth(index).expect("the key set is immutable");
+            if keys.is_retired() {
+                return service.refuse_key(&Connection::new(peer), key, "sealed", OPERATION, failure(FailureCode::Sealed));
+            }
             let block_key = key.mixmaster().expect("found by its Mixmaster key");
             // The result is the message for a valid block and the
             // rejection value for any other. Both get the same reply.

@@ -29,6 +29,9 @@ impl Service {
         Reply::Work(Work::one(Cost::Light, move || {
             let connection = Connection::new(peer);
             let key = keys.by_fingerprint(&request.fingerprint).expect("the key set is immutable");
+            if keys.is_retired() {
+                return service.refuse_key(&connection, key, "sealed", DECRYPT, extensions::failure(FailureCode::Sealed));
+            }
             let Some(private) = key.raw_private() else {
                 let reply = extensions::failure(FailureCode::Refused);
                 return service.refuse_key(&connection, key, "not-x25519", DECRYPT, reply);
@@ -72,6 +75,9 @@ impl Service {
         Reply::Work(Work::one(Cost::Heavy, move || {
             let connection = Connection::new(peer);
             let key = keys.by_fingerprint(&request.fingerprint).expect("the key set is immutable");
+            if keys.is_retired() {
+                return service.refuse_key(&connection, key, "sealed", AGREE, extensions::failure(FailureCode::Sealed));
+            }
             let results = match key.raw_private().map(|private| x25519::agree(private, &request.peers)) {
                 Some(Ok(results)) => results,
                 _ => {
