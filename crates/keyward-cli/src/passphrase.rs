@@ -44,6 +44,10 @@ fn read_to_end_wiping(reader: &mut impl Read) -> std::io::Result<Zeroizing<Vec<u
 /// Maximum length, in bytes, of a passphrase typed at the terminal prompt.
 const MAX_TYPED: usize = 64 * 1024;
 
+/// The longest line Linux's terminal line discipline hands over; it drops
+/// what is typed past it. A typed line this long may have been cut.
+const TERMINAL_LINE_MOST: usize = 4095;
+
 /// Prompts on the controlling terminal and reads one line with echo off.
 ///
 /// Echo goes off, and input typed ahead is discarded, before the prompt
@@ -84,6 +88,13 @@ fn prompt(text: &str) -> Result<Zeroizing<Vec<u8>>> {
         line.extend_from_slice(typed);
         // A newline or the end of input (Ctrl-D) ends the passphrase.
         if end.is_some() || count == 0 {
+            if count == 0 && line.is_empty() {
+                return Err(CliError::failed("no passphrase was entered: the input ended at the prompt"));
+            }
+            if line.len() >= TERMINAL_LINE_MOST {
+                return Err(CliError::failed(format!("the typed passphrase reached the terminal's line limit of {TERMINAL_LINE_MOST} bytes and may have been cut"))
+                    .hint("pass a passphrase this long on a file descriptor, e.g. --passphrase-fd 3 3<passphrase-file"));
+            }
             return Ok(line);
         }
     }

@@ -96,3 +96,28 @@ fn interrupt_at_prompt_restores_echo() {
     assert_eq!(report["after"], true, "echo stayed off after Ctrl-C: {report}");
     assert!(!env.keystore.join("keystore").exists(), "a keystore file was written");
 }
+
+/// Ctrl-D at the prompt is no passphrase, not an empty one.
+#[test]
+fn end_of_input_at_prompt_is_an_error() {
+    let env = Env::new();
+    let output = typed(&env, &["init"], &["\u{4}"]);
+    let transcript = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{transcript}");
+    assert!(transcript.contains("no passphrase was entered"), "{transcript}");
+    assert!(!env.keystore.join("keystore").exists(), "a keystore file was written");
+}
+
+/// The terminal drops what is typed past 4,095 bytes on one line, so a
+/// line that long is refused rather than taken as the passphrase.
+#[test]
+fn typed_line_at_terminal_limit_is_refused() {
+    let env = Env::new();
+    let long = "x".repeat(5000);
+    let output = typed(&env, &["init"], &[&long]);
+    let transcript = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{transcript}");
+    assert!(transcript.contains("line limit of 4095 bytes"), "{transcript}");
+    assert!(transcript.contains("--passphrase-fd"), "{transcript}");
+    assert!(!env.keystore.join("keystore").exists(), "a keystore file was written");
+}

@@ -96,7 +96,10 @@ pub fn echo_off(terminal: BorrowedFd<'_>) -> io::Result<EchoOff<'_>> {
 
     let mut quiet = saved;
     quiet.c_lflag &= !libc::ECHO;
-    quiet.c_lflag |= libc::ECHONL;
+    // Line by line, with Enter ending the line, even on a terminal left
+    // in raw mode; the Enter key still moves the cursor to the next line.
+    quiet.c_lflag |= libc::ECHONL | libc::ICANON;
+    quiet.c_iflag |= libc::ICRNL;
     // SAFETY: quiet is a valid termios copied from the terminal's own.
     if unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &quiet) } != 0 {
         return Err(io::Error::last_os_error());
@@ -108,8 +111,10 @@ impl Drop for EchoOff<'_> {
     fn drop(&mut self) {
         // SAFETY: saved is the terminal's own termios; the previous actions
         // were returned by sigaction for these signals.
+        // Input typed but not read (past an over-long line) is discarded,
+        // so it does not reach the next program on the terminal.
         unsafe {
-            libc::tcsetattr(self.terminal.as_raw_fd(), libc::TCSANOW, &self.saved);
+            libc::tcsetattr(self.terminal.as_raw_fd(), libc::TCSAFLUSH, &self.saved);
             for (signal, previous) in &self.previous {
                 libc::sigaction(*signal, previous, std::ptr::null_mut());
             }

@@ -75,10 +75,17 @@ async fn write_frame(stream: &mut UnixStream, body: &[u8]) -> std::io::Result<()
     stream.write_all(&frame).await
 }
 
-/// How many requests of one connection may be in progress at once. A
-/// client that writes more before reading replies waits: the daemon stops
-/// reading its socket until the oldest request is answered.
+/// How much work of one connection may be in progress at once, in units
+/// of weight: a small request weighs one, larger ones and batches more
+/// (see [`WEIGHT_BYTES`]). A client that writes more before reading
+/// replies waits: the daemon stops reading its socket until the oldest
+/// request is answered.
 pub const IN_FLIGHT: usize = 64;
+
+/// How long writing replies may take before the connection is closed. A
+/// client that stops reading its replies holds them in the daemon's
+/// memory; one that reads nothing for this long is gone or hostile.
+const WRITE_STALL: Duration = Duration::from_secs(30);
 
 /// How much one read from a client takes at most.
 const READ_CHUNK: usize = 8 * 1024;
@@ -196,18 +203,62 @@ impl Input {
 /// before it is sent.
 type Body = Zeroizing<Vec<u8>>;
 
+/// A spawned task that is cancelled when its handle is dropped, so work
+/// a client queued does not outlive its connection. Work that is already
+/// running on the blocking pool finishes.
+struct Task<T>(JoinHandle<T>);
+
+impl<T> Drop for Task<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> std::future::Future for Task<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, context: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(context)
+    }
+}
+
+fn spawn<T: Send + 'static>(future: impl std::future::Future<Output = T> + Send + 'static) -> Task<T> {
+    Task(tokio::spawn(future))
+}
+
 /// One request, or a group of consecutive requests, in progress. The
-/// queue of them keeps arrival order.
+/// queue of them keeps arrival order. Each entry has a weight, which
+/// counts against [`IN_FLIGHT`].
 enum Pending {
     /// Reply bodies to send, in request order.
-    Ready(Vec<Body>),
+    Ready(Vec<Body>, usize),
     /// Work running on another task. It yields the reply bodies of this
     /// many requests.
-    Running(JoinHandle<Vec<Body>>, usize),
+    Running(Task<Vec<Body>>, usize, usize),
     /// Light work not started yet; [`launch`] groups it with its
     /// neighbours.
-    Queued(OneWork),
+    Queued(OneWork, usize),
 }
+
+impl Pending {
+    fn weight(&self) -> usize {
+        match self {
+            Pending::Ready(_, weight) | Pending::Running(_, _, weight) | Pending::Queued(_, weight) => *weight,
+        }
+    }
+}
+
+/// Reply bytes that one unit of weight stands for. A request weighs one
+/// unit plus one for each 4 KiB of its frame (its reply is of a similar
+/// size, or under 1 KiB for a signature), a reply known at once one unit
+/// plus one for each 4 KiB of it. So the 64 units in flight bound the
+/// replies a connection holds to about 256 KiB, besides batches.
+const WEIGHT_BYTES: usize = 4096;
+
+/// The weight of a `batch@keyward` request: its reply may be up to
+/// 256 KiB whatever the size of the request, so at most four batches of
+/// one connection are in progress at once.
+const BATCH_WEIGHT: usize = IN_FLIGHT / 4;
 
 /// Most light requests one task runs in a row. Sixteen Ed25519 signatures
 /// take about 0.3 ms, so other connections get the cores in between.
@@ -228,33 +279,45 @@ fn heavy_permits() -> &'static Semaphore {
     PERMITS.get_or_init(|| Semaphore::new(cores() * 2))
 }
 
-/// Runs heavy work on the blocking pool once a permit is free.
+/// Runs heavy work on the blocking pool once a permit is free. The permit
+/// goes with the work, so it is held until the work ends even when the
+/// waiting task is cancelled.
 async fn run_heavy<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-    let _permit = heavy_permits().acquire().await.ok()?;
-    tokio::task::spawn_blocking(work).await.ok()
+    let permit = heavy_permits().acquire().await.ok()?;
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        work()
+    })
+    .await
+    .ok()
 }
 
 fn failures(count: usize) -> Vec<Body> {
     (0..count).map(|_| Zeroizing::new(agent::failure())).collect()
 }
 
-/// Sorts a reply into the queue. Heavy work and batches start at once on
-/// other tasks and never hold up this connection; light work waits for
-/// [`launch`].
-fn start(reply: Reply) -> Pending {
+/// Sorts the reply to a request of `length` bytes into the queue. Heavy
+/// work and batches start at once on other tasks and never hold up this
+/// connection; light work waits for [`launch`].
+fn start(reply: Reply, length: usize) -> Pending {
     let work = match reply {
-        Reply::Ready(body) => return Pending::Ready(vec![Zeroizing::new(body)]),
+        Reply::Ready(body) => {
+            let weight = 1 + body.len() / WEIGHT_BYTES;
+            return Pending::Ready(vec![Zeroizing::new(body)], weight);
+        }
         Reply::Work(work) => work,
     };
+    let weight = 1 + length / WEIGHT_BYTES;
     match work.into_job() {
         Job::One(one) => match one.cost() {
-            Cost::Light => Pending::Queued(one),
+            Cost::Light => Pending::Queued(one, weight),
             Cost::Heavy => Pending::Running(
-                tokio::spawn(async move { run_heavy(move || vec![Zeroizing::new(one.run())]).await.unwrap_or_else(|| failures(1)) }),
+                spawn(async move { run_heavy(move || vec![Zeroizing::new(one.run())]).await.unwrap_or_else(|| failures(1)) }),
                 1,
+                weight,
             ),
         },
-        Job::Batch(batch) => Pending::Running(tokio::spawn(async move { vec![Zeroizing::new(run_batch(batch).await)] }), 1),
+        Job::Batch(batch) => Pending::Running(spawn(async move { vec![Zeroizing::new(run_batch(batch).await)] }), 1, BATCH_WEIGHT),
     }
 }
 
@@ -265,12 +328,12 @@ fn start(reply: Reply) -> Pending {
 /// the runtime's workers, so that several cores serve one connection
 /// while each hand-over carries many requests.
 fn launch(pending: &mut VecDeque<Pending>) {
-    if !pending.iter().any(|entry| matches!(entry, Pending::Queued(_))) {
+    if !pending.iter().any(|entry| matches!(entry, Pending::Queued(..))) {
         return;
     }
     if pending.len() == 1 {
-        if let Some(Pending::Queued(one)) = pending.pop_front() {
-            pending.push_back(Pending::Ready(vec![Zeroizing::new(one.run())]));
+        if let Some(Pending::Queued(one, weight)) = pending.pop_front() {
+            pending.push_back(Pending::Ready(vec![Zeroizing::new(one.run())], weight));
         }
         return;
     }
@@ -278,7 +341,7 @@ fn launch(pending: &mut VecDeque<Pending>) {
     let mut run = Vec::new();
     for entry in std::mem::take(pending) {
         match entry {
-            Pending::Queued(one) => run.push(one),
+            Pending::Queued(one, weight) => run.push((one, weight)),
             other => {
                 spawn_groups(std::mem::take(&mut run), cores, pending);
                 pending.push_back(other);
@@ -288,26 +351,28 @@ fn launch(pending: &mut VecDeque<Pending>) {
     spawn_groups(run, cores, pending);
 }
 
-/// Queues `run`, consecutive light requests, in groups: the first runs
-/// here, the others on tasks of their own.
-fn spawn_groups(run: Vec<OneWork>, cores: usize, pending: &mut VecDeque<Pending>) {
+/// Queues `run`, consecutive light requests with their weights, in
+/// groups: the first runs here, the others on tasks of their own.
+fn spawn_groups(run: Vec<(OneWork, usize)>, cores: usize, pending: &mut VecDeque<Pending>) {
     if run.is_empty() {
         return;
     }
     let size = run.len().div_ceil(cores * 2).clamp(1, GROUP_MOST);
     let mut run = run.into_iter();
-    let first: Vec<OneWork> = run.by_ref().take(size).collect();
+    let first: Vec<(OneWork, usize)> = run.by_ref().take(size).collect();
     let mut spawned = Vec::new();
     loop {
-        let group: Vec<OneWork> = run.by_ref().take(size).collect();
+        let group: Vec<(OneWork, usize)> = run.by_ref().take(size).collect();
         if group.is_empty() {
             break;
         }
         let count = group.len();
-        let task = tokio::spawn(async move { group.into_iter().map(|one| Zeroizing::new(one.run())).collect() });
-        spawned.push(Pending::Running(task, count));
+        let weight = group.iter().map(|(_, weight)| weight).sum();
+        let task = spawn(async move { group.into_iter().map(|(one, _)| Zeroizing::new(one.run())).collect() });
+        spawned.push(Pending::Running(task, count, weight));
     }
-    pending.push_back(Pending::Ready(first.into_iter().map(|one| Zeroizing::new(one.run())).collect()));
+    let weight = first.iter().map(|(_, weight)| weight).sum();
+    pending.push_back(Pending::Ready(first.into_iter().map(|(one, _)| Zeroizing::new(one.run())).collect(), weight));
     pending.extend(spawned);
 }
 
@@ -318,8 +383,10 @@ async fn run_batch(batch: Batch) -> Vec<u8> {
     let count = items.len();
     let cores = cores();
     // Make two groups per core at least, so a core that finishes early
-    // takes over work. Keep at most 64 items in a group, so other
-    // connections get the cores in between.
+    // takes over work. Keep at most 64 items in a group. All groups run on
+    // the blocking pool with a heavy-work permit, so batches from many
+    // connections cannot fill the runtime's queues ahead of other
+    // connections' tasks.
     let group_size = count.div_ceil(cores * 2).clamp(1, 64);
     let mut items = items.into_iter();
     let mut groups = Vec::with_capacity(count.div_ceil(group_size));
@@ -328,14 +395,9 @@ async fn run_batch(batch: Batch) -> Vec<u8> {
         if group.is_empty() {
             break;
         }
-        let heavy = group.iter().any(|item| matches!(item, Reply::Work(work) if work.cost() == Cost::Heavy));
         let length = group.len();
         let run = move || group.into_iter().map(|item| Zeroizing::new(item.into_body())).collect::<Vec<Body>>();
-        groups.push(if heavy {
-            tokio::spawn(async move { run_heavy(run).await.unwrap_or_else(|| failures(length)) })
-        } else {
-            tokio::spawn(async move { run() })
-        });
+        groups.push(spawn(async move { run_heavy(run).await.unwrap_or_else(|| failures(length)) }));
     }
     let mut bodies = Vec::with_capacity(count);
     for group in groups {
@@ -351,7 +413,7 @@ async fn run_batch(batch: Batch) -> Vec<u8> {
 /// Waits for the oldest pending entry; only called when it is running.
 async fn oldest(pending: &mut VecDeque<Pending>) -> Vec<Body> {
     match pending.front_mut() {
-        Some(Pending::Running(handle, count)) => {
+        Some(Pending::Running(handle, count, _)) => {
             let count = *count;
             handle.await.unwrap_or_else(|_| failures(count))
         }
@@ -423,7 +485,7 @@ pub async fn serve_agent(mut stream: UnixStream, state: Arc<DaemonState>) {
     let mut chunk = Zeroizing::new(vec![0u8; READ_CHUNK]);
     let mut output = Zeroizing::new(Vec::new());
     let mut pending: VecDeque<Pending> = VecDeque::new();
-    // Requests in `pending`: an entry can stand for a group of them.
+    // The weight of the entries in `pending`.
     let mut in_flight = 0usize;
     // While a frame is incomplete: the time left to complete it, and the
     // time waited since it started or last arrived in bulk, which shows a
@@ -471,8 +533,9 @@ pub async fn serve_agent(mut stream: UnixStream, state: Arc<DaemonState>) {
             let reply = state.service.handle(&mut connection, &input.pending()[4..4 + length], context::now());
             input.consume(length);
             frame_open = false;
-            pending.push_back(start(reply));
-            in_flight += 1;
+            let entry = start(reply, length);
+            in_flight += entry.weight();
+            pending.push_back(entry);
         }
         launch(&mut pending);
         // The deadline runs only while a frame is incomplete, not while a
@@ -486,24 +549,27 @@ pub async fn serve_agent(mut stream: UnixStream, state: Arc<DaemonState>) {
 
         // Send every reply that is ready at the front, in one write.
         while let Some(front) = pending.front_mut() {
+            let weight = front.weight();
             let bodies = match front {
-                Pending::Ready(bodies) => std::mem::take(bodies),
-                Pending::Running(handle, _) if handle.is_finished() => oldest(&mut pending).await,
-                Pending::Running(..) | Pending::Queued(_) => break,
+                Pending::Ready(bodies, _) => std::mem::take(bodies),
+                Pending::Running(handle, ..) if handle.0.is_finished() => oldest(&mut pending).await,
+                Pending::Running(..) | Pending::Queued(..) => break,
             };
             pending.pop_front();
-            in_flight -= bodies.len();
+            in_flight -= weight;
             for body in bodies {
                 extend_wiped(&mut output, &(body.len() as u32).to_be_bytes());
                 extend_wiped(&mut output, &body);
             }
         }
         if !output.is_empty() {
-            let written = stream.write_all(&output).await;
+            let written = tokio::time::timeout(WRITE_STALL, stream.write_all(&output)).await;
             output.as_mut_slice().zeroize();
             output.clear();
-            if written.is_err() {
-                return;
+            match written {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return,
+                Err(_) => return broken(&connection, "replies not read"),
             }
         }
         // Replies sent above made room: handle the frames that waited for
@@ -567,7 +633,8 @@ pub async fn serve_agent(mut stream: UnixStream, state: Arc<DaemonState>) {
         tokio::select! {
             bodies = oldest(&mut pending), if running => {
                 if let Some(front) = pending.front_mut() {
-                    *front = Pending::Ready(bodies);
+                    let weight = front.weight();
+                    *front = Pending::Ready(bodies, weight);
                 }
             }
             read = stream.read(&mut chunk), if reading && in_flight < IN_FLIGHT => match read {
