@@ -44,8 +44,9 @@ fn read_to_end_wiping(reader: &mut impl Read) -> std::io::Result<Zeroizing<Vec<u
 /// Maximum length, in bytes, of a passphrase typed at the terminal prompt.
 const MAX_TYPED: usize = 64 * 1024;
 
-/// The longest line Linux's terminal line discipline hands over; it drops
-/// what is typed past it. A typed line this long may have been cut.
+/// Maximum length of a line that Linux's terminal line discipline hands
+/// over; it drops what is typed past it. A typed line this long may have
+/// been cut.
 const TERMINAL_LINE_MOST: usize = 4095;
 
 /// Prompts on the controlling terminal and reads one line with echo off.

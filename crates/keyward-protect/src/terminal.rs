@@ -96,8 +96,8 @@ pub fn echo_off(terminal: BorrowedFd<'_>) -> io::Result<EchoOff<'_>> {
 
     let mut quiet = saved;
     quiet.c_lflag &= !libc::ECHO;
-    // Line by line, with Enter ending the line, even on a terminal left
-    // in raw mode; the Enter key still moves the cursor to the next line.
+    // Read line by line, with Enter ending the line, even on a terminal
+    // left in raw mode. The Enter key still moves the cursor down a line.
     quiet.c_lflag |= libc::ECHONL | libc::ICANON;
     quiet.c_iflag |= libc::ICRNL;
     // SAFETY: quiet is a valid termios copied from the terminal's own.

@@ -82,9 +82,10 @@ async fn write_frame(stream: &mut UnixStream, body: &[u8]) -> std::io::Result<()
 /// request is answered.
 pub const IN_FLIGHT: usize = 64;
 
-/// How long writing replies may take before the connection is closed. A
-/// client that stops reading its replies holds them in the daemon's
-/// memory; one that reads nothing for this long is gone or hostile.
+/// How long writing replies may take before the connection is closed. The
+/// replies of a client that stops reading them stay in the daemon's
+/// memory, and a client that reads nothing for this long is gone or
+/// hostile.
 const WRITE_STALL: Duration = Duration::from_secs(30);
 
 /// How much one read from a client takes at most.
@@ -249,10 +250,10 @@ impl Pending {
 }
 
 /// Reply bytes that one unit of weight stands for. A request weighs one
-/// unit plus one for each 4 KiB of its frame (its reply is of a similar
-/// size, or under 1 KiB for a signature), a reply known at once one unit
-/// plus one for each 4 KiB of it. So the 64 units in flight bound the
-/// replies a connection holds to about 256 KiB, besides batches.
+/// unit plus one for each 4 KiB of its frame, because its reply is of a
+/// similar size (or under 1 KiB for a signature). A reply known at once
+/// weighs one unit plus one for each 4 KiB of it. So the 64 units in
+/// flight bound a connection's replies to about 256 KiB, besides batches.
 const WEIGHT_BYTES: usize = 4096;
 
 /// The weight of a `batch@keyward` request: its reply may be up to
