@@ -121,3 +121,25 @@ fn typed_line_at_terminal_limit_is_refused() {
     assert!(transcript.contains("--passphrase-fd"), "{transcript}");
     assert!(!env.keystore.join("keystore").exists(), "a keystore file was written");
 }
+
+/// `daemon --foreground` on a terminal prompts for the unseal passphrase
+/// before it creates its sockets: clients meanwhile find no daemon rather
+/// than one that does not answer, and Ctrl-C there leaves no socket.
+#[test]
+fn daemon_prompts_before_binding_sockets() {
+    let env = Env::new();
+    env.init();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/interrupt_prompt.py");
+    let mut command = env.keyward();
+    command.args(["daemon", "--foreground"]).env("PROBE_PATH", env.agent_socket());
+    wrap_with(&mut command, &require_program("python3"), &[script]);
+    let output = command.stdin(Stdio::null()).output().unwrap();
+    assert_success(&output, "the interrupting script");
+    let report: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert!(report["shown"].as_str().unwrap().contains("to unseal now"), "{report}");
+    assert_eq!(report["probe_existed"], false, "the service socket existed at the prompt: {report}");
+    assert_eq!(report["signal"], 2, "not ended by SIGINT: {report}");
+    assert_eq!(report["after"], true, "echo stayed off after Ctrl-C: {report}");
+    assert!(!env.agent_socket().exists(), "the service socket was left behind");
+    assert!(!env.admin_socket().exists(), "the admin socket was left behind");
+}

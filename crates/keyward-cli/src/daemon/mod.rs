@@ -91,6 +91,18 @@ pub fn run(context: &Context, args: DaemonArgs) -> Result<()> {
     // access is checked by peer credentials alone; otherwise the mode
     // admits only root and the daemon's user.
     let admin_mode = if config.daemon.admins.is_empty() { 0o600 } else { 0o666 };
+    // A passphrase at start: from the fd, or from the terminal when one is
+    // attached. Without either the daemon starts sealed. It is read before
+    // the sockets exist, so clients meanwhile find no daemon instead of
+    // one that does not answer, and a failed or interrupted prompt leaves
+    // no socket behind.
+    let start_passphrase = match args.passphrase.passphrase_fd {
+        Some(fd) => Some(passphrase::keystore(Some(fd), "")?),
+        None if args.ready_fd.is_none() && std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+            Some(passphrase::keystore(None, "Keystore passphrase (to unseal now): ")?)
+        }
+        None => None,
+    };
     // The admin socket first, because a client that sees the service socket
     // appear may send an admin request at once (`keyward unseal` after start).
     let admin_socket = dir.bind(ADMIN_SOCKET, admin_mode, None)?;
@@ -117,15 +129,6 @@ pub fn run(context: &Context, args: DaemonArgs) -> Result<()> {
     audit.record(&AuditEvent::new("started"));
     tracing::info!(socket = %agent_socket.path.display(), admin = %admin_socket.path.display(), keystore = %keystore_dir.display(), "serving");
 
-    // A passphrase at start: from the fd, or from the terminal when one is
-    // attached. Without either the daemon starts sealed.
-    let start_passphrase = match args.passphrase.passphrase_fd {
-        Some(fd) => Some(passphrase::keystore(Some(fd), "")?),
-        None if args.ready_fd.is_none() && std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
-            Some(passphrase::keystore(None, "Keystore passphrase (to unseal now): ")?)
-        }
-        None => None,
-    };
     if let Some(passphrase) = start_passphrase {
         if let Err(failure) = state.unseal(&passphrase) {
             let error = CliError::failed(format!("cannot unseal: {}", failure.message));

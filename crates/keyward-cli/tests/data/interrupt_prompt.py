@@ -3,7 +3,8 @@ types Ctrl-C. Prints, as JSON, whether the terminal echoed input before
 the program started, at its prompt and after it ended, and the signal
 that ended it.
 
-Usage: interrupt_prompt.py PROGRAM ARGS...
+Usage: interrupt_prompt.py PROGRAM ARGS... With PROBE_PATH set, also
+reports whether that path existed while the prompt waited.
 """
 
 import fcntl
@@ -38,12 +39,15 @@ while b": " not in shown:
         sys.exit(f"no prompt came: {shown!r}")
 # The program turns echo off before it writes the prompt.
 during = echo()
+probe = os.environ.get("PROBE_PATH")
+probed = os.path.exists(probe) if probe else None
 os.write(terminal, b"\x03")
 _, status = os.waitpid(pid, 0)
 print(json.dumps({
     "before": before,
     "during": during,
     "after": echo(),
+    "probe_existed": probed,
     "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
     "shown": shown.decode(errors="replace"),
 }))
