@@ -46,14 +46,14 @@ def report(results):
     mean = lambda runs: sum(run["per_second"] for run in runs) / len(runs)
     rounds = [n for n in range(1, 10) if get(f"ed25519-c16-calm-{n}", "keyward")]
     calm = mean([get(f"ed25519-c16-calm-{n}", "keyward") for n in rounds])
-    for kind, what in (("slow", "100 us between bytes"), ("flood", "no pause between bytes")):
+    for kind, pacing in (("slow", "100 us between bytes"), ("flood", "no pause between bytes")):
         runs = [get(f"ed25519-c16-{kind}-{n}", "keyward") for n in rounds]
         if not all(runs):
             continue
         sent = sum(run["slow_client_bytes"] for run in runs)
         ratio_line(f"256 KiB frame byte by byte ({kind}): drop %", (1 - mean(runs) / calm) * 100, 10, False,
                    f"{mean(runs):.0f}/s vs {calm:.0f}/s (mean of {len(rounds)} alternating rounds), "
-                   f"{what}, the client sent {sent} bytes")
+                   f"{pacing}, the client sent {sent} bytes")
         controls = [get(f"ed25519-c16-{kind}-elsewhere-{n}", "keyward") for n in rounds]
         if all(controls):
             sent = sum(run["slow_client_bytes"] for run in controls)

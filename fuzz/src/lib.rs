@@ -8,7 +8,7 @@ use keyward::config::Config;
 use keyward::keys::import::{self, ImportedKey};
 use keyward::keys::LoadedKey;
 use keyward::keystore::EntryMeta;
-use keyward::policy::{NameResolver, Policy};
+use keyward::policy::{NoNames, Policy};
 use keyward::service::{KeySet, NoAudit, PublicKeyInfo, Service};
 
 /// The uid the fuzzed daemon runs as.
@@ -39,17 +39,6 @@ pub struct Fixture {
     pub ed25519_blob: Vec<u8>,
     /// The public-key blobs of every key, for building requests.
     pub blobs: Vec<Vec<u8>>,
-}
-
-struct NoNames;
-
-impl NameResolver for NoNames {
-    fn user_id(&self, _name: &str) -> Option<u32> {
-        None
-    }
-    fn group_id(&self, _name: &str) -> Option<u32> {
-        None
-    }
 }
 
 fn imported(file: &[u8], openssh: bool) -> ImportedKey {

@@ -3,7 +3,7 @@
 
 use std::io::Read;
 
-use keyward::secret::Passphrase;
+use keyward::secret::{extend_wiped, Passphrase};
 use zeroize::Zeroizing;
 
 use crate::error::{CliError, Result};
@@ -32,12 +32,7 @@ fn read_to_end_wiping(reader: &mut impl Read) -> std::io::Result<Zeroizing<Vec<u
             Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(error) => return Err(error),
         };
-        if bytes.len() + count > bytes.capacity() {
-            let mut bigger = Zeroizing::new(Vec::with_capacity((bytes.len() + count) * 2));
-            bigger.extend_from_slice(&bytes);
-            bytes = bigger;
-        }
-        bytes.extend_from_slice(&chunk[..count]);
+        extend_wiped(&mut bytes, &chunk[..count]);
     }
 }
 
@@ -47,7 +42,7 @@ const MAX_TYPED: usize = 64 * 1024;
 /// Maximum length of a line that Linux's terminal line discipline hands
 /// over; it drops what is typed past it. A typed line this long may have
 /// been cut.
-const TERMINAL_LINE_MOST: usize = 4095;
+const TERMINAL_LINE_MAX: usize = 4095;
 
 /// Prompts on the controlling terminal and reads one line with echo off.
 ///
@@ -81,19 +76,14 @@ fn prompt(text: &str) -> Result<Zeroizing<Vec<u8>>> {
         if line.len() + typed.len() > MAX_TYPED {
             return Err(CliError::failed(format!("the typed passphrase is longer than {MAX_TYPED} bytes")));
         }
-        if line.len() + typed.len() > line.capacity() {
-            let mut bigger = Zeroizing::new(Vec::with_capacity((line.len() + typed.len()) * 2));
-            bigger.extend_from_slice(&line);
-            line = bigger;
-        }
-        line.extend_from_slice(typed);
+        extend_wiped(&mut line, typed);
         // A newline or the end of input (Ctrl-D) ends the passphrase.
         if end.is_some() || count == 0 {
             if count == 0 && line.is_empty() {
                 return Err(CliError::failed("no passphrase was entered: the input ended at the prompt"));
             }
-            if line.len() >= TERMINAL_LINE_MOST {
-                return Err(CliError::failed(format!("the typed passphrase reached the terminal's line limit of {TERMINAL_LINE_MOST} bytes and may have been cut"))
+            if line.len() >= TERMINAL_LINE_MAX {
+                return Err(CliError::failed(format!("the typed passphrase reached the terminal's line limit of {TERMINAL_LINE_MAX} bytes and may have been cut"))
                     .hint("pass a passphrase this long on a file descriptor, e.g. --passphrase-fd 3 3<passphrase-file"));
             }
             return Ok(line);

@@ -302,14 +302,14 @@ fn prompt_client_forgets_typed_passphrase() {
     let mut typist = command.spawn().unwrap();
     drop(command);
     typist.stdin.take().unwrap().write_all(format!("{PASSPHRASE_NFD}\n").as_bytes()).unwrap();
-    let mut shown = BufReader::new(typist.stdout.take().unwrap());
+    let mut script_output = BufReader::new(typist.stdout.take().unwrap());
     let mut line = String::new();
-    shown.read_line(&mut line).unwrap();
+    script_output.read_line(&mut line).unwrap();
     let client: u32 = line.trim().parse().unwrap_or_else(|_| panic!("no pid from the typing script: {line:?}"));
     // What the terminal showed comes last; read it so the script can finish.
-    let shown = std::thread::spawn(move || {
+    let terminal_text = std::thread::spawn(move || {
         let mut text = String::new();
-        shown.read_to_string(&mut text).unwrap();
+        script_output.read_to_string(&mut text).unwrap();
         text
     });
 
@@ -317,15 +317,11 @@ fn prompt_client_forgets_typed_passphrase() {
     let needles = passphrase_needles(PASSPHRASE_NFC, PASSPHRASE_NFD);
     let scan = scan_process(client, &needles);
     let control = scan_process(typist.id(), &needles);
-    let drained = std::thread::spawn(move || {
-        let mut text = Vec::new();
-        std::fs::File::from(reader).read_to_end(&mut text).unwrap();
-        String::from_utf8_lossy(&text).trim_start_matches('.').to_owned()
-    });
+    let drained = hardening_support::drain_full_pipe(reader);
     let status = common::wait_timeout(&mut typist, std::time::Duration::from_secs(60));
     let message = drained.join().unwrap();
-    let shown = shown.join().unwrap();
-    assert!(shown.contains("Keystore passphrase: "), "no prompt on the terminal: {shown:?}");
+    let terminal_text = terminal_text.join().unwrap();
+    assert!(terminal_text.contains("Keystore passphrase: "), "no prompt on the terminal: {terminal_text:?}");
 
     assert!(status.success(), "unseal on a terminal failed: {message}");
     assert!(message.starts_with("unsealed"), "the scan did not happen at the final message: {message:?}");

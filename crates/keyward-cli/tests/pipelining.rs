@@ -373,12 +373,7 @@ fn stop_under_load_audits_nothing_after_stopped() {
                 // Until the daemon goes away.
                 while stream.write_all(&burst).is_ok() {
                     for _ in 0..16 {
-                        let mut length = [0u8; 4];
-                        if stream.read_exact(&mut length).is_err() {
-                            return;
-                        }
-                        let mut body = vec![0u8; u32::from_be_bytes(length) as usize];
-                        if stream.read_exact(&mut body).is_err() {
+                        if common::agent::read_reply(&mut stream).is_err() {
                             return;
                         }
                     }

@@ -9,13 +9,13 @@ use std::process::{Output, Stdio};
 
 use common::{assert_success, output_with_input, require_program, stderr, stdout, wrap_with, Env, PASSPHRASE};
 
-/// Runs `keyward ARGS` on a new terminal, typing `answers` at its prompts.
-fn typed(env: &Env, args: &[&str], answers: &[&str]) -> Output {
+/// Runs `keyward ARGS` on a new terminal, typing `replies` at its prompts.
+fn typed(env: &Env, args: &[&str], replies: &[&str]) -> Output {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/type_on_terminal.py");
     let mut command = env.keyward();
     command.args(args);
     wrap_with(&mut command, &require_program("python3"), &[script]);
-    output_with_input(command, answers.join("\n").as_bytes())
+    output_with_input(command, replies.join("\n").as_bytes())
 }
 
 #[test]
@@ -136,7 +136,7 @@ fn daemon_prompts_before_binding_sockets() {
     let output = command.stdin(Stdio::null()).output().unwrap();
     assert_success(&output, "the interrupting script");
     let report: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
-    assert!(report["shown"].as_str().unwrap().contains("to unseal now"), "{report}");
+    assert!(report["transcript"].as_str().unwrap().contains("to unseal now"), "{report}");
     assert_eq!(report["probe_existed"], false, "the service socket existed at the prompt: {report}");
     assert_eq!(report["signal"], 2, "not ended by SIGINT: {report}");
     assert_eq!(report["after"], true, "echo stayed off after Ctrl-C: {report}");

@@ -48,6 +48,19 @@ impl Passphrase {
     }
 }
 
+/// Appends `data` to `buffer`, growing it by copying into a bigger
+/// zeroizing buffer: `Vec`'s own growth would free the old allocation
+/// without wiping it.
+pub fn extend_wiped(buffer: &mut Zeroizing<Vec<u8>>, data: &[u8]) {
+    let needed = buffer.len() + data.len();
+    if needed > buffer.capacity() {
+        let mut grown = Zeroizing::new(Vec::with_capacity(needed.max(buffer.capacity() * 2)));
+        grown.extend_from_slice(buffer);
+        *buffer = grown;
+    }
+    buffer.extend_from_slice(data);
+}
+
 impl fmt::Debug for Passphrase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Passphrase([REDACTED])")
@@ -57,6 +70,18 @@ impl fmt::Debug for Passphrase {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extend_wiped_grows_and_keeps_bytes() {
+        let mut buffer = Zeroizing::new(Vec::with_capacity(4));
+        extend_wiped(&mut buffer, b"abc");
+        assert_eq!(buffer.capacity(), 4, "no growth while the data fits");
+        extend_wiped(&mut buffer, b"defgh");
+        assert_eq!(buffer.as_slice(), b"abcdefgh");
+        assert!(buffer.capacity() >= 8);
+        extend_wiped(&mut buffer, &[]);
+        assert_eq!(buffer.as_slice(), b"abcdefgh");
+    }
 
     #[test]
     fn from_text_normalises_expanding_input() {

@@ -25,8 +25,8 @@ fn queued_signature_refuses_after_seal() {
     // The control runs while unsealed and signs.
     assert_eq!(before.run()[0], agent::SSH_AGENT_SIGN_RESPONSE);
 
-    // The queued work holds the key set, so seal waits for it until the
-    // grace period ends; it reports that work was left.
+    // The queued work keeps a reference to the key set, so seal waits for
+    // it until the grace period ends and reports that work was left.
     assert!(!service.seal(Duration::from_millis(10)));
     assert_eq!(queued.run(), agent::failure(), "a signature was made after the seal");
 }

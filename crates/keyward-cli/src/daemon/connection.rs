@@ -8,7 +8,7 @@ use std::time::Duration;
 use keyward::admin::{AdminReply, AdminRequest, MAX_ADMIN_FRAME};
 use keyward::agent::{self, MAX_FRAME};
 use keyward::policy::Peer;
-use keyward::secret::Passphrase;
+use keyward::secret::{extend_wiped, Passphrase};
 use keyward::service::{AuditEvent, AuditSink, Batch, Connection, Cost, Job, OneWork, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
@@ -78,8 +78,8 @@ async fn write_frame(stream: &mut UnixStream, body: &[u8]) -> std::io::Result<()
 /// How much work of one connection may be in progress at once, in units
 /// of weight: a small request weighs one, larger ones and batches more
 /// (see [`WEIGHT_BYTES`]). A client that writes more before reading
-/// replies waits: the daemon stops reading its socket until the oldest
-/// request is answered.
+/// replies waits, because the daemon stops reading its socket until it
+/// has sent the oldest reply.
 pub const IN_FLIGHT: usize = 64;
 
 /// How long writing replies may take before the connection is closed. The
@@ -120,19 +120,7 @@ const TRICKLE_BULK_READ: usize = 1024;
 /// Most reads of a paced connection after one pause, so that a client
 /// writing single bytes as fast as the daemon reads them cannot keep one
 /// drain going.
-const TRICKLE_MOST_READS: usize = 64;
-
-/// Appends `data`, growing the buffer by hand: `Vec`'s own growth would
-/// free the old allocation without wiping it.
-fn extend_wiped(buffer: &mut Zeroizing<Vec<u8>>, data: &[u8]) {
-    let needed = buffer.len() + data.len();
-    if needed > buffer.capacity() {
-        let mut grown = Zeroizing::new(Vec::with_capacity(needed.max(buffer.capacity() * 2)));
-        grown.extend_from_slice(buffer);
-        *buffer = grown;
-    }
-    buffer.extend_from_slice(data);
-}
+const TRICKLE_MAX_READS: usize = 64;
 
 /// Bytes a client sent that are not yet handled. Kept in memory that is
 /// wiped before it is freed or reused, also when it grows.
@@ -256,6 +244,11 @@ impl Pending {
 /// flight bound a connection's replies to about 256 KiB, besides batches.
 const WEIGHT_BYTES: usize = 4096;
 
+/// Returns the weight of a request or reply of `bytes` bytes.
+fn weight_of(bytes: usize) -> usize {
+    1 + bytes / WEIGHT_BYTES
+}
+
 /// The weight of a `batch@keyward` request: its reply may be up to
 /// 256 KiB whatever the size of the request, so at most four batches of
 /// one connection are in progress at once.
@@ -263,7 +256,7 @@ const BATCH_WEIGHT: usize = IN_FLIGHT / 4;
 
 /// Most light requests one task runs in a row. Sixteen Ed25519 signatures
 /// take about 0.3 ms, so other connections get the cores in between.
-const GROUP_MOST: usize = 16;
+const MAX_GROUP: usize = 16;
 
 /// Returns the number of cores, read once: each reading opens cgroup files.
 fn cores() -> usize {
@@ -303,12 +296,12 @@ fn failures(count: usize) -> Vec<Body> {
 fn start(reply: Reply, length: usize) -> Pending {
     let work = match reply {
         Reply::Ready(body) => {
-            let weight = 1 + body.len() / WEIGHT_BYTES;
+            let weight = weight_of(body.len());
             return Pending::Ready(vec![Zeroizing::new(body)], weight);
         }
         Reply::Work(work) => work,
     };
-    let weight = 1 + length / WEIGHT_BYTES;
+    let weight = weight_of(length);
     match work.into_job() {
         Job::One(one) => match one.cost() {
             Cost::Light => Pending::Queued(one, weight),
@@ -338,42 +331,48 @@ fn launch(pending: &mut VecDeque<Pending>) {
         }
         return;
     }
-    let cores = cores();
     let mut run = Vec::new();
     for entry in std::mem::take(pending) {
         match entry {
             Pending::Queued(one, weight) => run.push((one, weight)),
             other => {
-                spawn_groups(std::mem::take(&mut run), cores, pending);
+                spawn_groups(std::mem::take(&mut run), pending);
                 pending.push_back(other);
             }
         }
     }
-    spawn_groups(run, cores, pending);
+    spawn_groups(run, pending);
+}
+
+/// Splits `items` into groups of at most `max_size`, and at least two per core
+/// when there are enough items, so that a core that finishes early takes
+/// over work.
+fn split_groups<T>(items: Vec<T>, max_size: usize) -> Vec<Vec<T>> {
+    let size = items.len().div_ceil(cores() * 2).clamp(1, max_size);
+    let mut items = items.into_iter();
+    std::iter::from_fn(|| {
+        let group: Vec<T> = items.by_ref().take(size).collect();
+        (!group.is_empty()).then_some(group)
+    })
+    .collect()
 }
 
 /// Queues `run`, consecutive light requests with their weights, in
 /// groups: the first runs here, the others on tasks of their own.
-fn spawn_groups(run: Vec<(OneWork, usize)>, cores: usize, pending: &mut VecDeque<Pending>) {
-    if run.is_empty() {
-        return;
-    }
-    let size = run.len().div_ceil(cores * 2).clamp(1, GROUP_MOST);
-    let mut run = run.into_iter();
-    let first: Vec<(OneWork, usize)> = run.by_ref().take(size).collect();
-    let mut spawned = Vec::new();
-    loop {
-        let group: Vec<(OneWork, usize)> = run.by_ref().take(size).collect();
-        if group.is_empty() {
-            break;
-        }
-        let count = group.len();
-        let weight = group.iter().map(|(_, weight)| weight).sum();
-        let task = spawn(async move { group.into_iter().map(|(one, _)| Zeroizing::new(one.run())).collect() });
-        spawned.push(Pending::Running(task, count, weight));
-    }
-    let weight = first.iter().map(|(_, weight)| weight).sum();
-    pending.push_back(Pending::Ready(first.into_iter().map(|(one, _)| Zeroizing::new(one.run())).collect(), weight));
+fn spawn_groups(run: Vec<(OneWork, usize)>, pending: &mut VecDeque<Pending>) {
+    let run_group = |group: Vec<(OneWork, usize)>| group.into_iter().map(|(one, _)| Zeroizing::new(one.run())).collect::<Vec<Body>>();
+    let weight_sum = |group: &[(OneWork, usize)]| group.iter().map(|(_, weight)| weight).sum::<usize>();
+    let mut groups = split_groups(run, MAX_GROUP).into_iter();
+    let Some(first) = groups.next() else { return };
+    // The other groups start on the workers before the first runs here.
+    let spawned: Vec<Pending> = groups
+        .map(|group| {
+            let (count, weight) = (group.len(), weight_sum(&group));
+            Pending::Running(spawn(async move { run_group(group) }), count, weight)
+        })
+        .collect();
+    let weight = weight_sum(&first);
+    pending.push_back(Pending::Ready(run_group(first), weight));
     pending.extend(spawned);
 }
 
@@ -382,24 +381,17 @@ fn spawn_groups(run: Vec<(OneWork, usize)>, cores: usize, pending: &mut VecDeque
 async fn run_batch(batch: Batch) -> Vec<u8> {
     let items = batch.into_items();
     let count = items.len();
-    let cores = cores();
-    // Make two groups per core at least, so a core that finishes early
-    // takes over work. Keep at most 64 items in a group. All groups run on
-    // the blocking pool with a heavy-work permit, so batches from many
-    // connections cannot fill the runtime's queues ahead of other
-    // connections' tasks.
-    let group_size = count.div_ceil(cores * 2).clamp(1, 64);
-    let mut items = items.into_iter();
-    let mut groups = Vec::with_capacity(count.div_ceil(group_size));
-    loop {
-        let group: Vec<Reply> = items.by_ref().take(group_size).collect();
-        if group.is_empty() {
-            break;
-        }
-        let length = group.len();
-        let run = move || group.into_iter().map(|item| Zeroizing::new(item.into_body())).collect::<Vec<Body>>();
-        groups.push(spawn(async move { run_heavy(run).await.unwrap_or_else(|| failures(length)) }));
-    }
+    // At most 64 items in a group. All groups run on the blocking pool with
+    // a heavy-work permit, so batches from many connections cannot fill the
+    // runtime's queues ahead of other connections' tasks.
+    let groups: Vec<Task<Vec<Body>>> = split_groups(items, 64)
+        .into_iter()
+        .map(|group| {
+            let length = group.len();
+            let run = move || group.into_iter().map(|item| Zeroizing::new(item.into_body())).collect::<Vec<Body>>();
+            spawn(async move { run_heavy(run).await.unwrap_or_else(|| failures(length)) })
+        })
+        .collect();
     let mut bodies = Vec::with_capacity(count);
     for group in groups {
         match group.await {
@@ -422,6 +414,52 @@ async fn oldest(pending: &mut VecDeque<Pending>) -> Vec<Body> {
     }
 }
 
+/// The time an incomplete frame has taken, counted only while the daemon
+/// waits to read: not while it writes replies or is at the in-flight cap.
+struct FrameClock {
+    /// Whether a frame is incomplete.
+    open: bool,
+    /// The time left to complete it before the connection is closed.
+    left: Duration,
+    /// The time waited since it started or last arrived in bulk, which
+    /// shows a trickle.
+    waited: Duration,
+}
+
+impl FrameClock {
+    fn new() -> Self {
+        FrameClock { open: false, left: FRAME_DEADLINE, waited: Duration::ZERO }
+    }
+
+    /// Records whether a frame is incomplete now; a new one gets the whole
+    /// deadline.
+    fn track(&mut self, incomplete: bool) {
+        if incomplete && !self.open {
+            self.left = FRAME_DEADLINE;
+            self.waited = Duration::ZERO;
+        }
+        self.open = incomplete;
+    }
+
+    /// Sets `deadline` to when the frame's time runs out, if the daemon
+    /// waits from `now` on.
+    fn arm(&self, deadline: std::pin::Pin<&mut tokio::time::Sleep>, now: tokio::time::Instant) {
+        deadline.reset(now + self.left);
+    }
+
+    /// Counts the time waited since `began`.
+    fn count_since(&mut self, began: tokio::time::Instant) {
+        let spent = began.elapsed();
+        self.left = self.left.saturating_sub(spent);
+        self.waited += spent;
+    }
+
+    /// Returns whether the frame in progress is being trickled.
+    fn trickling(&self) -> bool {
+        self.open && self.waited >= TRICKLE_AFTER
+    }
+}
+
 /// The outcome of reading a paced connection's socket.
 enum Drained {
     /// The frame is still incomplete, and the client still trickles.
@@ -439,11 +477,11 @@ enum Drained {
 
 /// Reads what a paced connection's socket holds, without waiting, until
 /// the frame in progress is complete, nothing is left, or
-/// [`TRICKLE_MOST_READS`] reads are done.
+/// [`TRICKLE_MAX_READS`] reads are done.
 fn read_available(stream: &std::os::unix::net::UnixStream, chunk: &mut [u8], input: &mut Input) -> Drained {
     use std::io::Read as _;
     let (mut total, mut reads) = (0, 0);
-    while reads < TRICKLE_MOST_READS {
+    while reads < TRICKLE_MAX_READS {
         match (&*stream).read(chunk) {
             Ok(0) => return Drained::Closed,
             Ok(count) => {
@@ -488,16 +526,10 @@ pub async fn serve_agent(mut stream: UnixStream, state: Arc<DaemonState>) {
     let mut pending: VecDeque<Pending> = VecDeque::new();
     // The weight of the entries in `pending`.
     let mut in_flight = 0usize;
-    // While a frame is incomplete: the time left to complete it, and the
-    // time waited since it started or last arrived in bulk, which shows a
-    // trickle. Both count only the time the daemon waits to read, not the
-    // time it spends writing replies or at the in-flight cap. One timer
-    // per connection closes it when the time is up; it is set when the
-    // daemon starts waiting, so a client trickling bytes costs no timer
-    // work per byte once paced.
-    let mut frame_open = false;
-    let mut time_left = FRAME_DEADLINE;
-    let mut waited = Duration::ZERO;
+    // One timer per connection closes it when a frame's time is up. It is
+    // set when the daemon starts waiting, so a paced client trickling
+    // bytes costs no timer work per byte.
+    let mut clock = FrameClock::new();
     let deadline = tokio::time::sleep(FRAME_DEADLINE);
     tokio::pin!(deadline);
     let mut reading = true;
@@ -518,6 +550,7 @@ pub async fn serve_agent(mut stream: UnixStream, state: Arc<DaemonState>) {
 
     loop {
         // Handle every complete frame there is room for, in order.
+        let mut added = false;
         while closing.is_none() && in_flight < IN_FLIGHT {
             let length = match input.peek(MAX_FRAME) {
                 Ok(Frame::Complete(length)) => length,
@@ -533,20 +566,19 @@ pub async fn serve_agent(mut stream: UnixStream, state: Arc<DaemonState>) {
             // any malformed request.
             let reply = state.service.handle(&mut connection, &input.pending()[4..4 + length], context::now());
             input.consume(length);
-            frame_open = false;
+            clock.track(false);
             let entry = start(reply, length);
             in_flight += entry.weight();
             pending.push_back(entry);
+            added = true;
         }
-        launch(&mut pending);
+        if added {
+            launch(&mut pending);
+        }
         // The deadline runs only while a frame is incomplete, not while a
         // complete one waits for room.
         let incomplete = closing.is_none() && !input.is_empty() && matches!(input.peek(MAX_FRAME), Ok(Frame::Incomplete));
-        if incomplete && !frame_open {
-            time_left = FRAME_DEADLINE;
-            waited = Duration::ZERO;
-        }
-        frame_open = incomplete;
+        clock.track(incomplete);
 
         // Send every reply that is ready at the front, in one write.
         while let Some(front) = pending.front_mut() {
@@ -588,12 +620,12 @@ pub async fn serve_agent(mut stream: UnixStream, state: Arc<DaemonState>) {
             return;
         }
 
-        if reading && frame_open && waited >= TRICKLE_AFTER && pending.is_empty() {
+        if reading && clock.trickling() && pending.is_empty() {
             // Take the socket out of the runtime's poller while paced, so
             // that the bytes arriving meanwhile wake no thread.
             let Ok(quiet) = stream.into_std() else { return };
             let began = tokio::time::Instant::now();
-            deadline.as_mut().reset(began + time_left);
+            clock.arm(deadline.as_mut(), began);
             let mut pause = TRICKLE_FIRST_PAUSE;
             let drained = loop {
                 tokio::select! {
@@ -605,14 +637,13 @@ pub async fn serve_agent(mut stream: UnixStream, state: Arc<DaemonState>) {
                     drained => break drained,
                 }
             };
-            time_left = time_left.saturating_sub(began.elapsed());
-            waited += began.elapsed();
+            clock.count_since(began);
             match drained {
                 Drained::Closed => reading = false,
                 Drained::Failed => return broken(&connection, "read failed"),
                 // The client writes in bulk again: read it as usual, and
                 // pace it again only after another trickle.
-                Drained::Bulk => waited = Duration::ZERO,
+                Drained::Bulk => clock.waited = Duration::ZERO,
                 Drained::Waiting | Drained::Frame => {}
             }
             stream = match UnixStream::from_std(quiet) {
@@ -626,10 +657,10 @@ pub async fn serve_agent(mut stream: UnixStream, state: Arc<DaemonState>) {
         }
         let running = matches!(pending.front(), Some(Pending::Running(..)));
         // The frame's clock runs only while the daemon waits to read.
-        let timed = frame_open && reading && in_flight < IN_FLIGHT;
+        let timed = clock.open && reading && in_flight < IN_FLIGHT;
         let began = tokio::time::Instant::now();
         if timed {
-            deadline.as_mut().reset(began + time_left);
+            clock.arm(deadline.as_mut(), began);
         }
         tokio::select! {
             bodies = oldest(&mut pending), if running => {
@@ -656,8 +687,7 @@ pub async fn serve_agent(mut stream: UnixStream, state: Arc<DaemonState>) {
             }
         }
         if timed {
-            time_left = time_left.saturating_sub(began.elapsed());
-            waited += began.elapsed();
+            clock.count_since(began);
         }
     }
 }

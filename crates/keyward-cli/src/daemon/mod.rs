@@ -93,9 +93,8 @@ pub fn run(context: &Context, args: DaemonArgs) -> Result<()> {
     let admin_mode = if config.daemon.admins.is_empty() { 0o600 } else { 0o666 };
     // A passphrase at start: from the fd, or from the terminal when one is
     // attached. Without either the daemon starts sealed. It is read before
-    // the sockets exist, so clients meanwhile find no daemon instead of
-    // one that does not answer, and a failed or interrupted prompt leaves
-    // no socket behind.
+    // the sockets exist: clients meanwhile find no daemon rather than a
+    // silent one, and a failed or interrupted prompt leaves no socket.
     let start_passphrase = match args.passphrase.passphrase_fd {
         Some(fd) => Some(passphrase::keystore(Some(fd), "")?),
         None if args.ready_fd.is_none() && std::io::IsTerminal::is_terminal(&std::io::stdin()) => {

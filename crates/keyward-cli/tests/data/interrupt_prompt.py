@@ -28,15 +28,15 @@ if pid == 0:
         os.dup2(side, stream)
     os.execv(sys.argv[1], sys.argv[1:])
 
-shown = b""
+transcript = b""
 deadline = time.monotonic() + 30
-while b": " not in shown:
+while b": " not in transcript:
     ready, _, _ = select.select([terminal], [], [], 0.1)
     if ready:
-        shown += os.read(terminal, 4096)
+        transcript += os.read(terminal, 4096)
     if time.monotonic() > deadline:
         os.kill(pid, 9)
-        sys.exit(f"no prompt came: {shown!r}")
+        sys.exit(f"no prompt came: {transcript!r}")
 # The program turns echo off before it writes the prompt.
 during = echo()
 probe = os.environ.get("PROBE_PATH")
@@ -49,5 +49,5 @@ print(json.dumps({
     "after": echo(),
     "probe_existed": probed,
     "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
-    "shown": shown.decode(errors="replace"),
+    "transcript": transcript.decode(errors="replace"),
 }))

@@ -1,7 +1,7 @@
-"""Runs a program on a new pseudo-terminal and types answers at its prompts.
+"""Runs a program on a new pseudo-terminal and types replies at its prompts.
 
-Usage: type_on_terminal.py [--keep-output] PROGRAM ARGS... with one answer
-per line on stdin. Each answer is typed once the program has printed one
+Usage: type_on_terminal.py [--keep-output] PROGRAM ARGS... with one reply
+per line on stdin. Each reply is typed once the program has printed one
 more prompt (text ending in ": ") than before. Prints everything the
 terminal showed and exits with the program's exit code.
 
@@ -20,7 +20,7 @@ import time
 
 # Kept as UTF-8 bytes until the end: a memory scan of this script finds
 # them there.
-answers = sys.stdin.buffer.read().splitlines()
+replies = sys.stdin.buffer.read().splitlines()
 if sys.argv[1] == "--keep-output":
     terminal, side = pty.openpty()
     side_name = os.ttyname(side)
@@ -39,12 +39,12 @@ else:
     if pid == 0:
         os.execv(sys.argv[1], sys.argv[1:])
 
-shown = b""
+transcript = b""
 
 
 def read_some():
     """Adds what the terminal shows within 0.1 s; False at its end."""
-    global shown
+    global transcript
     ready, _, _ = select.select([terminal], [], [], 0.1)
     if not ready:
         return True
@@ -52,28 +52,28 @@ def read_some():
         chunk = os.read(terminal, 4096)
     except OSError:  # EIO once the program has exited
         return False
-    shown += chunk
+    transcript += chunk
     return bool(chunk)
 
 
-def give_up(why):
+def give_up(reason):
     os.kill(pid, 9)
     os.waitpid(pid, 0)
-    sys.stdout.write(shown.decode(errors="replace"))
-    sys.exit(why)
+    sys.stdout.write(transcript.decode(errors="replace"))
+    sys.exit(reason)
 
 
-for number, answer in enumerate(answers, start=1):
+for number, reply in enumerate(replies, start=1):
     deadline = time.monotonic() + 30
-    while shown.count(b": ") < number:
+    while transcript.count(b": ") < number:
         if time.monotonic() > deadline or not read_some():
             give_up(f"prompt {number} never came")
-    os.write(terminal, answer + b"\n")
+    os.write(terminal, reply + b"\n")
 
 deadline = time.monotonic() + 60
 while read_some():
     if time.monotonic() > deadline:
         give_up("the program did not finish within 60 s")
 _, status = os.waitpid(pid, 0)
-sys.stdout.write(shown.decode(errors="replace"))
+sys.stdout.write(transcript.decode(errors="replace"))
 sys.exit(os.waitstatus_to_exitcode(status))

@@ -335,11 +335,18 @@ pub fn run_paused_at_first_output(mut command: Command, stream: Stream, inspect:
     drop(command);
     wait_blocked_in_pipe_write(child.id());
     inspect(child.id());
-    let drained = std::thread::spawn(move || {
+    let drained = drain_full_pipe(reader);
+    let status = common::wait_timeout(&mut child, Duration::from_secs(20));
+    (status, drained.join().unwrap())
+}
+
+/// Reads the read end of a pipe from [`full_pipe`] to its end on another
+/// thread, which unblocks its writers. Returns what they wrote, without
+/// the dots that filled the pipe.
+pub fn drain_full_pipe(reader: OwnedFd) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
         let mut text = Vec::new();
         std::fs::File::from(reader).read_to_end(&mut text).unwrap();
         String::from_utf8_lossy(&text).trim_start_matches('.').to_owned()
-    });
-    let status = common::wait_timeout(&mut child, Duration::from_secs(20));
-    (status, drained.join().unwrap())
+    })
 }

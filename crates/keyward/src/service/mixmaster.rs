@@ -94,7 +94,7 @@ mod tests {
     use crate::config::Config;
     use crate::keys::{generate, KeyType, LoadedKey};
     use crate::keystore::EntryMeta;
-    use crate::policy::{NameResolver, Peer, Policy};
+    use crate::policy::{NoNames, Peer, Policy};
     use crate::service::{AuditEvent, AuditSink, KeySet};
     use crate::wire::Writer;
 
@@ -102,17 +102,6 @@ mod tests {
     /// 2026-12-04 12:00 UTC.
     const NOW: u64 = 1_796_385_600;
     const DAY: u64 = 86_400;
-
-    struct NoNames;
-
-    impl NameResolver for NoNames {
-        fn user_id(&self, _name: &str) -> Option<u32> {
-            None
-        }
-        fn group_id(&self, _name: &str) -> Option<u32> {
-            None
-        }
-    }
 
     /// Keeps every audit line, to compare good and bad blocks.
     #[derive(Default)]

@@ -8,7 +8,7 @@ use keyward::agent;
 use keyward::config::Config;
 use keyward::keys::{generate, KeyType, LoadedKey};
 use keyward::keystore::EntryMeta;
-use keyward::policy::{NameResolver, Peer, Policy};
+use keyward::policy::{Peer, Policy};
 use keyward::service::{Connection, KeySet, NoAudit, PublicKeyInfo, Service};
 use keyward::wire::Writer;
 
@@ -16,17 +16,7 @@ use keyward::wire::Writer;
 /// policies of these tests name.
 pub const PEER_UID: u32 = 1000;
 
-/// A resolver that resolves no user or group names, so policies must use ids.
-pub struct NoNames;
-
-impl NameResolver for NoNames {
-    fn user_id(&self, _: &str) -> Option<u32> {
-        None
-    }
-    fn group_id(&self, _: &str) -> Option<u32> {
-        None
-    }
-}
+pub use keyward::policy::NoNames;
 
 /// Generates a fresh Ed25519 signing key called `name`.
 pub fn key(name: &str) -> LoadedKey {

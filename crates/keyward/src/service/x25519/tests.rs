@@ -10,6 +10,7 @@ use crate::agent::x25519::{self as wire, AgreeRequest, UnwrapRequest};
 use crate::agent::{SSH_AGENTC_EXTENSION, SSH_AGENT_EXTENSION_FAILURE, SSH_AGENT_EXTENSION_RESPONSE, SSH_AGENT_FAILURE};
 use crate::keys::{generate, KeyType, LoadedKey, Purpose};
 use crate::keystore::EntryMeta;
+use crate::policy::NoNames;
 use crate::policy::{Peer, Policy};
 use crate::service::{Connection, KeySet, NoAudit, PublicKeyInfo, Service};
 use crate::wire::Writer;
@@ -243,17 +244,6 @@ fn query_lists_x25519_extensions() {
 
     assert!(body.windows(wire::UNWRAP.len()).any(|window| window == wire::UNWRAP.as_bytes()));
     assert!(body.windows(wire::AGREE.len()).any(|window| window == wire::AGREE.as_bytes()));
-}
-
-struct NoNames;
-
-impl crate::policy::NameResolver for NoNames {
-    fn user_id(&self, _: &str) -> Option<u32> {
-        None
-    }
-    fn group_id(&self, _: &str) -> Option<u32> {
-        None
-    }
 }
 
 #[test]
